@@ -1,0 +1,200 @@
+//! Server configuration: defaults, command-line parsing, validation.
+//!
+//! Owns every tunable and its documented default (and memory cost). Parsing uses `lexopt`; sizes
+//! accept `K`/`KiB`/`M`/`MiB`/`G`/`GiB` suffixes, durations are seconds (fractions allowed). It does
+//! not open sockets, read files or touch process limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the reactor needs to know.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:9001`.
+    pub listen: SocketAddr,
+    /// Longest message (sum of its fragments) before closing with 1009. Default 16 MiB. Messages are
+    /// streamed, so this costs no memory; it is a policy limit.
+    pub max_message_size: u64,
+    /// Per-connection bound on output the socket has not taken yet. Default 64 KiB. When it is
+    /// reached the server stops reading that connection until it drains. Costs nothing while the
+    /// peer keeps up (the buffer is pooled and only held under backpressure).
+    pub write_buffer: usize,
+    /// Close connections that have not upgraded after this long. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// After sending a close frame, wait this long for the peer before closing TCP. Default 5 s.
+    pub close_timeout: Duration,
+    /// Connections beyond this get `503` before the upgrade. Default 1,048,576.
+    pub max_connections: usize,
+    /// Bytes read per `read` call into the reactor's shared buffer. Default 64 KiB.
+    pub read_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            max_message_size: 16 << 20,
+            write_buffer: 64 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            max_connections: 1 << 20,
+            read_buffer: 64 << 10,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server.
+    Run(Box<Config>),
+    /// Print help and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// `--help` text.
+pub const HELP: &str = "\
+wsecho: a WebSocket (RFC 6455) echo server
+
+USAGE:
+    wsecho [OPTIONS]
+
+OPTIONS:
+    --listen ADDR              address to listen on [default: 127.0.0.1:9001]
+    --max-message-size BYTES   close with 1009 above this message size [default: 16MiB]
+    --write-buffer BYTES       per-connection unsent-output bound; reading pauses when it is
+                               reached [default: 64KiB, min 16KiB]
+    --read-buffer BYTES        bytes per read into the shared buffer [default: 64KiB]
+    --handshake-timeout SECS   close connections not upgraded by then [default: 10]
+    --close-timeout SECS       wait this long for the peer after sending close [default: 5]
+    --max-connections N        answer 503 beyond N open connections [default: 1048576]
+    -h, --help                 print this help
+    -V, --version              print the version
+
+Sizes accept K, KiB, M, MiB, G, GiB suffixes. Log level: RUST_LOG=error|warn|info|debug|trace.
+";
+
+/// Parses a byte size such as `65536`, `64K`, `64KiB`, `16M`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}'"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in '{s}'")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' too large"))
+}
+
+/// Parses seconds, fractions allowed (`0.5`).
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("invalid duration '{s}' (seconds)"))?;
+    if !(v.is_finite() && v > 0.0 && v < 1e7) {
+        return Err(format!("duration '{s}' out of range"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Config {
+    /// Parses command-line arguments (without the program name).
+    pub fn from_args<I>(args: I) -> Result<Command, String>
+    where
+        I: IntoIterator,
+        I::Item: Into<std::ffi::OsString>,
+    {
+        use lexopt::prelude::*;
+        let mut cfg = Config::default();
+        let mut p = lexopt::Parser::from_args(args);
+        let err = |e: lexopt::Error| e.to_string();
+        while let Some(arg) = p.next().map_err(err)? {
+            let val = |p: &mut lexopt::Parser| -> Result<String, String> {
+                p.value().map_err(err)?.into_string().map_err(|_| "argument is not UTF-8".to_string())
+            };
+            match arg {
+                Short('h') | Long("help") => return Ok(Command::Help),
+                Short('V') | Long("version") => return Ok(Command::Version),
+                Long("listen") => {
+                    let v = val(&mut p)?;
+                    cfg.listen = v.parse().map_err(|_| format!("invalid --listen address '{v}' (want IP:PORT)"))?;
+                }
+                Long("max-message-size") => cfg.max_message_size = parse_size(&val(&mut p)?)?,
+                Long("write-buffer") => cfg.write_buffer = to_usize(parse_size(&val(&mut p)?)?)?,
+                Long("read-buffer") => cfg.read_buffer = to_usize(parse_size(&val(&mut p)?)?)?,
+                Long("handshake-timeout") => cfg.handshake_timeout = parse_secs(&val(&mut p)?)?,
+                Long("close-timeout") => cfg.close_timeout = parse_secs(&val(&mut p)?)?,
+                Long("max-connections") => {
+                    let v = val(&mut p)?;
+                    cfg.max_connections = v.parse().map_err(|_| format!("invalid --max-connections '{v}'"))?;
+                }
+                _ => return Err(arg.unexpected().to_string()),
+            }
+        }
+        cfg.validate()?;
+        Ok(Command::Run(Box::new(cfg)))
+    }
+
+    /// Checks the values against each other and the hard limits of the design.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.write_buffer < 16 << 10 || self.write_buffer > 1 << 30 {
+            return Err("--write-buffer must be between 16KiB and 1GiB".into());
+        }
+        if self.read_buffer < 4 << 10 || self.read_buffer > 16 << 20 {
+            return Err("--read-buffer must be between 4KiB and 16MiB".into());
+        }
+        if self.max_connections == 0 || self.max_connections > u32::MAX as usize / 2 {
+            return Err("--max-connections must be between 1 and 2^31".into());
+        }
+        for (name, d) in [("--handshake-timeout", self.handshake_timeout), ("--close-timeout", self.close_timeout)] {
+            if d.as_millis() == 0 || d.as_secs() > 86_400 * 7 {
+                return Err(format!("{name} must be between 1 ms and 7 days"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_usize(v: u64) -> Result<usize, String> {
+    usize::try_from(v).map_err(|_| "size too large".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match Config::from_args(args.iter().copied())? {
+            Command::Run(c) => Ok(*c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!((c.max_message_size, c.write_buffer), (16 << 20, 64 << 10));
+        let c =
+            run(&["--listen", "[::1]:0", "--max-message-size", "1KiB", "--write-buffer=32K", "--close-timeout", "0.5"])
+                .unwrap();
+        assert_eq!(c.listen, "[::1]:0".parse().unwrap());
+        assert_eq!((c.max_message_size, c.write_buffer), (1024, 32768));
+        assert_eq!(c.close_timeout, Duration::from_millis(500));
+        assert!(matches!(Config::from_args(["--help"]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        assert!(run(&["--listen", "nope"]).unwrap_err().contains("--listen"));
+        assert!(run(&["--write-buffer", "1K"]).unwrap_err().contains("--write-buffer"));
+        assert!(run(&["--max-message-size", "12Q"]).unwrap_err().contains("unit"));
+        assert!(run(&["--handshake-timeout", "-1"]).is_err());
+        assert!(run(&["--bogus"]).is_err());
+    }
+}

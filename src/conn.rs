@@ -1,0 +1,792 @@
+//! One client connection: the upgrade, then RFC 6455 frames decoded and echoed as they arrive.
+//!
+//! Owns a connection's protocol state: its phase (handshake, open, closing, lingering), the frame
+//! decoder state that must survive between reads (bytes left in the current frame, the rotated
+//! masking key, the message in progress, its length and an incomplete UTF-8 code point), and the
+//! buffers it borrows from the pools only while it has something to carry: a partial request head,
+//! a partial frame header or control frame, output the socket did not take. An idle open
+//! connection holds no buffer at all.
+//!
+//! Reads go into the reactor's single shared read buffer ([`Shared::rbuf`]) after
+//! [`PAD`] bytes of headroom, where a carried partial frame is copied back in front of the new
+//! bytes so the decoder always sees contiguous input. Payloads are unmasked in place, validated,
+//! and copied with their new headers into the shared staging buffer ([`Shared::out`]), which is
+//! written to the socket once per read; only what the socket refuses is copied into the
+//! connection's pooled output buffer. Echoes mirror the input frames; a frame that arrives over
+//! several reads is echoed as several fragments of the same message (an intermediary may do the
+//! same, RFC 6455 §5.4), which is what lets a 16 MiB message stream through without being held.
+//!
+//! Architecture invariant: this module never touches `Poll`, the slab or timers. It reports what
+//! it wants through [`Next`] and [`Connection::timer_kind`]; the reactor acts on it.
+
+use crate::buffers::Pool;
+use crate::close::{encode_close, parse_close_payload, CloseCode, MAX_CLOSE_FRAME};
+use crate::frame::{decode_header, encode_header, OpCode, ProtocolError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::handshake::{self, HandshakeError, Request, MAX_HEAD};
+use crate::mask::apply_mask;
+use crate::metrics::Metrics;
+use crate::timer::{Linked, Links, TimerKind};
+use crate::utf8::Utf8Validator;
+use log::debug;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+/// Headroom before the read position in the shared read buffer: room for the longest partial
+/// frame a connection can carry (a control frame: 6-byte header + 125 bytes).
+pub const PAD: usize = 160;
+
+/// Size of the pooled buffers that carry a partial frame between reads.
+pub const CARRY_SIZE: usize = PAD;
+
+/// Most bytes one read can add to the output beyond the bytes it consumed (headers of a frame
+/// continued from the previous read and of one cut at the end, a held-back code point, a close
+/// frame). Reads are sized so that the output buffer can always take it.
+pub const OUT_SLACK: usize = 512;
+
+/// Reads of a full buffer handled per connection per wakeup before moving on to others.
+const READS_PER_WAKEUP: usize = 4;
+
+/// Below this read budget a connection stops reading until its output drains.
+const MIN_READ: usize = 4096;
+
+/// What the reactor should do with a connection after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next readiness event.
+    Keep,
+    /// The per-wakeup budget ran out with more to read: come back after the others.
+    Again,
+    /// Done: drop it (closes the socket).
+    Close,
+}
+
+/// Connection phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Waiting for the upgrade request.
+    Handshake,
+    /// Upgraded: echoing.
+    Open,
+    /// A close frame or an HTTP error response is queued: flush it, then shut the write side.
+    Closing,
+    /// Write side shut: discard input until the peer closes or the close timeout fires.
+    Linger,
+    /// The peer closed its side: flush what is queued, then close.
+    Flush,
+}
+
+/// Limits and scratch space shared by every connection of one reactor.
+#[derive(Debug)]
+pub struct Shared {
+    /// The read buffer: [`PAD`] bytes of headroom, then `read_size` bytes.
+    pub rbuf: Box<[u8]>,
+    /// Staging for the output of one read, written to the socket in one call.
+    pub out: Vec<u8>,
+    /// Scratch for bodies of plain HTTP responses (metrics).
+    pub body: Vec<u8>,
+    /// Buffers that carry a partial frame ([`CARRY_SIZE`] bytes).
+    pub carry_pool: Pool,
+    /// Buffers that carry a partial request head ([`MAX_HEAD`] bytes).
+    pub head_pool: Pool,
+    /// Buffers for output the socket did not take (`write_buffer` bytes).
+    pub out_pool: Pool,
+    /// This reactor's counters.
+    pub metrics: Metrics,
+    /// Longest message.
+    pub max_message: u64,
+    /// Bytes per read.
+    pub read_size: usize,
+    /// Serve `GET /metrics` and `/healthz` on plain requests.
+    pub metrics_path: Option<&'static str>,
+    /// Counters of other reactors to add when rendering metrics (multi-threaded servers).
+    pub metrics_source: Option<fn(&Metrics) -> Metrics>,
+}
+
+impl Shared {
+    /// Scratch and pools for one reactor.
+    pub fn new(read_size: usize, write_buffer: usize, max_message: u64) -> Shared {
+        Shared {
+            rbuf: vec![0u8; PAD + read_size.max(MAX_HEAD)].into_boxed_slice(),
+            out: Vec::with_capacity(read_size.max(MAX_HEAD) + OUT_SLACK + handshake::MAX_RESPONSE),
+            body: Vec::new(),
+            carry_pool: Pool::new(CARRY_SIZE, 4096),
+            head_pool: Pool::new(MAX_HEAD, 256),
+            out_pool: Pool::new(write_buffer, 256),
+            metrics: Metrics::default(),
+            max_message,
+            read_size,
+            metrics_path: Some("/metrics"),
+            metrics_source: None,
+        }
+    }
+}
+
+/// One client connection. About a hundred bytes when idle (see the module doc).
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    /// Carried input: a partial request head (handshake) or a partial frame (open).
+    inbuf: Option<Box<[u8]>>,
+    /// Output the socket has not taken: `outbuf[out_start..out_end]`.
+    outbuf: Option<Box<[u8]>>,
+    out_start: u32,
+    out_end: u32,
+    in_len: u16,
+    phase: Phase,
+    /// Inside a data frame's payload.
+    in_frame: bool,
+    /// FIN of the data frame being read.
+    frame_fin: bool,
+    /// Opcode of the message in progress (Text or Binary), or Continuation when none.
+    msg: OpCode,
+    /// A fragment of the current message has been echoed (later ones are continuations).
+    out_started: bool,
+    /// Reading stopped until output drains.
+    paused: bool,
+    /// Refuse the upgrade with 503 (accepted beyond `--max-connections`).
+    overloaded: bool,
+    /// Masking key, rotated to the next payload byte.
+    mask: [u8; 4],
+    utf8: Utf8Validator,
+    /// Payload bytes left in the current data frame.
+    remaining: u64,
+    /// Bytes of the message in progress so far.
+    msg_len: u64,
+    /// Timer links (owned by the reactor's timer lists).
+    pub links: Links,
+}
+
+impl Linked for Connection {
+    fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
+}
+
+#[inline]
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Connection {
+    /// A freshly accepted connection, waiting for its upgrade request.
+    pub fn new(stream: TcpStream, overloaded: bool) -> Connection {
+        Connection {
+            stream,
+            inbuf: None,
+            outbuf: None,
+            out_start: 0,
+            out_end: 0,
+            in_len: 0,
+            phase: Phase::Handshake,
+            in_frame: false,
+            frame_fin: false,
+            msg: OpCode::Continuation,
+            out_started: false,
+            paused: false,
+            overloaded,
+            mask: [0; 4],
+            utf8: Utf8Validator::new(),
+            remaining: 0,
+            msg_len: 0,
+            links: Links::default(),
+        }
+    }
+
+    /// The socket (for registration).
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Bytes of output queued and not yet taken by the socket.
+    pub fn pending_out(&self) -> usize {
+        (self.out_end - self.out_start) as usize
+    }
+
+    /// Which timeout applies in the current phase.
+    pub fn timer_kind(&self) -> TimerKind {
+        match self.phase {
+            Phase::Handshake => TimerKind::Handshake,
+            Phase::Open => TimerKind::None,
+            Phase::Closing | Phase::Linger | Phase::Flush => TimerKind::Close,
+        }
+    }
+
+    /// Returns the pooled buffers before the connection is dropped.
+    pub fn release(&mut self, sh: &mut Shared) {
+        if let Some(b) = self.inbuf.take() {
+            if b.len() == MAX_HEAD {
+                sh.head_pool.put(b);
+            } else {
+                sh.carry_pool.put(b);
+            }
+        }
+        if let Some(b) = self.outbuf.take() {
+            sh.out_pool.put(b);
+        }
+        self.in_len = 0;
+        self.out_start = 0;
+        self.out_end = 0;
+    }
+
+    /// Starts a server-initiated close (shutdown: 1001; idle: 1001). Does nothing unless open.
+    pub fn start_close(&mut self, sh: &mut Shared, code: CloseCode, reason: &str) -> Next {
+        match self.phase {
+            Phase::Open => {
+                self.queue_close(sh, code, reason);
+                self.flush_staged(sh)
+            }
+            Phase::Handshake => Next::Close,
+            _ => Next::Keep,
+        }
+    }
+
+    /// Handles a readable (or error / hang-up) event.
+    pub fn on_readable(&mut self, sh: &mut Shared) -> Next {
+        for _ in 0..READS_PER_WAKEUP {
+            let step = match self.phase {
+                Phase::Handshake => self.read_handshake(sh),
+                Phase::Open => self.read_frames(sh),
+                Phase::Closing | Phase::Linger => self.read_discard(sh),
+                Phase::Flush => return Next::Keep,
+            };
+            match step {
+                Step::More => continue,
+                Step::Done(n) => return n,
+            }
+        }
+        Next::Again
+    }
+
+    /// Handles a writable event: flushes queued output, and resumes reading if it was paused.
+    pub fn on_writable(&mut self, sh: &mut Shared) -> Next {
+        if self.outbuf.is_none() {
+            return Next::Keep;
+        }
+        match self.flush_pending(sh) {
+            Err(_) => return Next::Close,
+            Ok(false) => return Next::Keep,
+            Ok(true) => {}
+        }
+        match self.phase {
+            Phase::Closing => self.shut_write(),
+            Phase::Flush => Next::Close,
+            _ if self.paused => {
+                self.paused = false;
+                self.on_readable(sh)
+            }
+            _ => Next::Keep,
+        }
+    }
+
+    /// Whether reading is paused for backpressure.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    // ----- reading -----
+
+    fn read_handshake(&mut self, sh: &mut Shared) -> Step {
+        // Where the head accumulates: the pooled head buffer when a previous read left a partial
+        // head, else the shared read buffer (most requests arrive whole: no copy at all).
+        let res = match self.inbuf.as_mut() {
+            Some(hb) => (&self.stream).read(&mut hb[self.in_len as usize..]),
+            None => (&self.stream).read(&mut sh.rbuf[PAD..PAD + MAX_HEAD]),
+        };
+        let n = match res {
+            Ok(0) => return Step::Done(Next::Close),
+            Ok(n) => n,
+            Err(e) if would_block(&e) => return Step::Done(Next::Keep),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::More,
+            Err(_) => return Step::Done(Next::Close),
+        };
+        sh.metrics.bytes_in += n as u64;
+        let short = match self.inbuf.as_ref() {
+            Some(hb) => {
+                self.in_len += n as u16;
+                self.in_len as usize != hb.len() && n < MAX_HEAD
+            }
+            None => n < MAX_HEAD,
+        };
+        // Parse from wherever the head is.
+        let (head, total): (&[u8], usize) = match self.inbuf.as_ref() {
+            Some(hb) => (&hb[..self.in_len as usize], self.in_len as usize),
+            None => (&sh.rbuf[PAD..PAD + n], n),
+        };
+        match handshake::parse_request(head) {
+            Ok(None) => {
+                if self.inbuf.is_none() {
+                    let mut hb = sh.head_pool.get();
+                    hb[..n].copy_from_slice(&sh.rbuf[PAD..PAD + n]);
+                    self.inbuf = Some(hb);
+                    self.in_len = n as u16;
+                }
+                if short {
+                    Step::Done(Next::Keep)
+                } else {
+                    Step::More
+                }
+            }
+            Err(e) => {
+                self.reject(sh, e);
+                self.after_answer(sh)
+            }
+            Ok(Some(Request::Plain { path, .. })) => {
+                let kind = if path == "/healthz" {
+                    Plain::Health
+                } else if sh.metrics_path == Some(path) {
+                    Plain::Metrics
+                } else {
+                    Plain::Other
+                };
+                let served = self.serve_plain(sh, kind);
+                if !served {
+                    self.reject(sh, HandshakeError::BadUpgrade);
+                }
+                self.after_answer(sh)
+            }
+            Ok(Some(Request::Upgrade(up))) => {
+                if self.overloaded {
+                    self.reject(sh, HandshakeError::Overloaded);
+                    return self.after_answer(sh);
+                }
+                let head_len = up.head_len;
+                let start = sh.out.len();
+                sh.out.resize(start + handshake::MAX_RESPONSE, 0);
+                let m = handshake::write_accept(up.key, &mut sh.out[start..]);
+                sh.out.truncate(start + m);
+                sh.metrics.upgrades += 1;
+                self.phase = Phase::Open;
+                // Bytes after the head are frames: move them to the read position and decode.
+                let rest = total - head_len;
+                if let Some(hb) = self.inbuf.take() {
+                    sh.rbuf[PAD..PAD + rest].copy_from_slice(&hb[head_len..total]);
+                    sh.head_pool.put(hb);
+                    self.in_len = 0;
+                    self.decode(sh, PAD, PAD + rest);
+                } else {
+                    self.decode(sh, PAD + head_len, PAD + total);
+                }
+                match self.flush_staged(sh) {
+                    Next::Keep if short && self.phase == Phase::Open => Step::Done(Next::Keep),
+                    Next::Keep => Step::More,
+                    other => Step::Done(other),
+                }
+            }
+        }
+    }
+
+    /// After an HTTP answer that ends the connection: flush it and go on reading to discard.
+    fn after_answer(&mut self, sh: &mut Shared) -> Step {
+        match self.flush_staged(sh) {
+            Next::Keep => Step::More,
+            other => Step::Done(other),
+        }
+    }
+
+    /// Answers a plain GET for the metrics or health path; false if the path is not served.
+    fn serve_plain(&mut self, sh: &mut Shared, kind: Plain) -> bool {
+        if sh.metrics_path.is_none() {
+            return false;
+        }
+        let (body, ctype): (&[u8], &str) = if kind == Plain::Health {
+            (b"ok\n", "text/plain; charset=utf-8")
+        } else if kind == Plain::Metrics {
+            sh.body.clear();
+            let total = match sh.metrics_source {
+                Some(f) => f(&sh.metrics),
+                None => sh.metrics.clone(),
+            };
+            if total.render(&mut sh.body).is_err() {
+                return false;
+            }
+            (&sh.body, "text/plain; version=0.0.4; charset=utf-8")
+        } else {
+            return false;
+        };
+        let start = sh.out.len();
+        sh.out.resize(start + body.len() + 256, 0);
+        let n = handshake::write_response(200, "", body, ctype, &mut sh.out[start..]);
+        sh.out.truncate(start + n);
+        self.phase = Phase::Closing;
+        true
+    }
+
+    fn reject(&mut self, sh: &mut Shared, e: HandshakeError) {
+        debug!("handshake refused: {} {}", e.status(), e.reason());
+        sh.metrics.upgrade_failed(e);
+        let start = sh.out.len();
+        sh.out.resize(start + 512, 0);
+        let n = handshake::write_reject(e, &mut sh.out[start..]);
+        sh.out.truncate(start + n);
+        self.phase = Phase::Closing;
+        if let Some(hb) = self.inbuf.take() {
+            sh.head_pool.put(hb);
+            self.in_len = 0;
+        }
+    }
+
+    /// Bytes this connection may read now without its output exceeding the write buffer.
+    #[inline]
+    fn read_budget(&self, sh: &Shared) -> usize {
+        let room = sh.out_pool.buf_size().saturating_sub(self.pending_out() + OUT_SLACK);
+        room.min(sh.read_size)
+    }
+
+    fn read_frames(&mut self, sh: &mut Shared) -> Step {
+        let budget = self.read_budget(sh);
+        if budget < MIN_READ.min(sh.read_size) {
+            if !self.paused {
+                self.paused = true;
+                sh.metrics.backpressure += 1;
+            }
+            return Step::Done(Next::Keep);
+        }
+        let n = match (&self.stream).read(&mut sh.rbuf[PAD..PAD + budget]) {
+            Ok(0) => return Step::Done(self.on_eof(sh)),
+            Ok(n) => n,
+            Err(e) if would_block(&e) => return Step::Done(Next::Keep),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::More,
+            Err(_) => return Step::Done(Next::Close),
+        };
+        sh.metrics.bytes_in += n as u64;
+        let mut start = PAD;
+        if let Some(c) = self.inbuf.take() {
+            let l = self.in_len as usize;
+            sh.rbuf[PAD - l..PAD].copy_from_slice(&c[..l]);
+            sh.carry_pool.put(c);
+            self.in_len = 0;
+            start = PAD - l;
+        }
+        self.decode(sh, start, PAD + n);
+        match self.flush_staged(sh) {
+            Next::Keep if n == budget && self.phase == Phase::Open => Step::More,
+            Next::Keep if self.phase == Phase::Open => Step::Done(Next::Keep), // short read: drained
+            Next::Keep => Step::More, // closing: go on reading (to discard) until WouldBlock
+            other => Step::Done(other),
+        }
+    }
+
+    /// After our close (or an HTTP error response): read and drop input until EOF, so that the
+    /// peer never gets a reset while our last bytes are in flight.
+    fn read_discard(&mut self, sh: &mut Shared) -> Step {
+        let cap = sh.read_size;
+        match (&self.stream).read(&mut sh.rbuf[PAD..PAD + cap]) {
+            Ok(0) => Step::Done(self.on_eof(sh)),
+            Ok(n) => {
+                sh.metrics.bytes_in += n as u64;
+                if n < cap {
+                    Step::Done(Next::Keep)
+                } else {
+                    Step::More
+                }
+            }
+            Err(e) if would_block(&e) => Step::Done(Next::Keep),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::More,
+            Err(_) => Step::Done(Next::Close),
+        }
+    }
+
+    /// The peer closed its sending side.
+    fn on_eof(&mut self, _sh: &mut Shared) -> Next {
+        if self.outbuf.is_some() && self.phase != Phase::Linger {
+            // Deliver what is queued (the peer may still read), then close.
+            self.phase = Phase::Flush;
+            Next::Keep
+        } else {
+            Next::Close
+        }
+    }
+
+    // ----- frames -----
+
+    /// Decodes `sh.rbuf[start..end]`, staging the output in `sh.out`. Leaves a partial header or
+    /// control frame in `inbuf`.
+    fn decode(&mut self, sh: &mut Shared, start: usize, end: usize) {
+        let mut pos = start;
+        while self.phase == Phase::Open {
+            if self.in_frame {
+                if pos == end {
+                    break;
+                }
+                let n = (end - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let piece = &mut sh.rbuf[pos..pos + n];
+                self.mask = apply_mask(piece, self.mask);
+                self.remaining -= n as u64;
+                pos += n;
+                let done = self.remaining == 0;
+                if done {
+                    self.in_frame = false;
+                }
+                if let Err(e) = self.echo_piece(&sh.rbuf[pos - n..pos], done, &mut sh.out, &mut sh.metrics) {
+                    self.fail(sh, e);
+                }
+                continue;
+            }
+            let hdr = match decode_header(&sh.rbuf[pos..end]) {
+                Ok(Some(h)) => h,
+                Ok(None) => {
+                    self.keep_partial(sh, pos, end);
+                    break;
+                }
+                Err(e) => {
+                    self.fail(sh, e);
+                    break;
+                }
+            };
+            let (h, hl) = hdr;
+            let Some(mask) = h.mask else {
+                self.fail(sh, ProtocolError::Unmasked);
+                break;
+            };
+            if h.opcode.is_control() {
+                debug_assert!(h.len <= MAX_CONTROL_PAYLOAD);
+                let total = hl + h.len as usize;
+                if end - pos < total {
+                    self.keep_partial(sh, pos, end);
+                    break;
+                }
+                let payload = &mut sh.rbuf[pos + hl..pos + total];
+                apply_mask(payload, mask);
+                pos += total;
+                match h.opcode {
+                    OpCode::Ping => {
+                        let mut hb = [0u8; MAX_HEADER_LEN];
+                        let n = encode_header(true, OpCode::Pong, None, h.len, &mut hb);
+                        sh.out.extend_from_slice(&hb[..n]);
+                        sh.out.extend_from_slice(&sh.rbuf[pos - h.len as usize..pos]);
+                    }
+                    OpCode::Close => match parse_close_payload(&sh.rbuf[pos - h.len as usize..pos]) {
+                        Ok(code) => {
+                            // RFC 6455 §5.5.1: reply with a close frame; later data is ignored.
+                            self.queue_close(sh, code, "");
+                        }
+                        Err(e) => self.fail(sh, e),
+                    },
+                    _ => {} // unsolicited pong: ignored (§5.5.3)
+                }
+                continue;
+            }
+            // Data frame: check the fragmentation rules of §5.4 and the message size.
+            match (h.opcode, self.msg) {
+                (OpCode::Continuation, OpCode::Continuation) => {
+                    self.fail(sh, ProtocolError::UnexpectedContinuation);
+                    break;
+                }
+                (OpCode::Continuation, _) => {}
+                (_, OpCode::Continuation) => {
+                    self.msg = h.opcode;
+                    self.msg_len = 0;
+                    self.out_started = false;
+                    self.utf8.reset();
+                }
+                _ => {
+                    self.fail(sh, ProtocolError::ExpectedContinuation);
+                    break;
+                }
+            }
+            self.msg_len = self.msg_len.saturating_add(h.len);
+            if self.msg_len > sh.max_message {
+                self.fail(sh, ProtocolError::MessageTooBig);
+                break;
+            }
+            pos += hl;
+            self.frame_fin = h.fin;
+            self.mask = mask;
+            self.remaining = h.len;
+            if h.len == 0 {
+                if let Err(e) = self.echo_piece(&[], true, &mut sh.out, &mut sh.metrics) {
+                    self.fail(sh, e);
+                }
+            } else {
+                self.in_frame = true;
+            }
+        }
+    }
+
+    /// Stages the echo of `piece` (unmasked payload bytes of the current data frame); `frame_done`
+    /// when it ends the frame.
+    #[inline]
+    fn echo_piece(
+        &mut self,
+        piece: &[u8],
+        frame_done: bool,
+        out: &mut Vec<u8>,
+        m: &mut Metrics,
+    ) -> Result<(), ProtocolError> {
+        let last = frame_done && self.frame_fin;
+        let (prefix, body) = if self.msg == OpCode::Text {
+            let f = self.utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
+            if last && self.utf8.is_incomplete() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            let mut p = [0u8; 4];
+            p[..f.prefix_len as usize].copy_from_slice(&f.prefix[..f.prefix_len as usize]);
+            ((p, f.prefix_len as usize), &piece[f.body])
+        } else {
+            (([0u8; 4], 0), piece)
+        };
+        let len = prefix.1 + body.len();
+        if len == 0 && !last {
+            return Ok(());
+        }
+        let op = if self.out_started { OpCode::Continuation } else { self.msg };
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(last, op, None, len as u64, &mut hb);
+        out.extend_from_slice(&hb[..n]);
+        out.extend_from_slice(&prefix.0[..prefix.1]);
+        out.extend_from_slice(body);
+        if last {
+            self.msg = OpCode::Continuation;
+            self.out_started = false;
+            m.messages_in += 1;
+            m.messages_out += 1;
+        } else {
+            self.out_started = true;
+        }
+        Ok(())
+    }
+
+    /// Keeps `rbuf[pos..end]` (a partial header or control frame, at most [`CARRY_SIZE`] bytes).
+    fn keep_partial(&mut self, sh: &mut Shared, pos: usize, end: usize) {
+        let l = end - pos;
+        if l == 0 {
+            return;
+        }
+        debug_assert!(l <= CARRY_SIZE, "partial frame of {l} bytes");
+        let mut c = sh.carry_pool.get();
+        c[..l].copy_from_slice(&sh.rbuf[pos..end]);
+        self.inbuf = Some(c);
+        self.in_len = l as u16;
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): stage a close frame with the error's code.
+    fn fail(&mut self, sh: &mut Shared, e: ProtocolError) {
+        debug!("protocol error, closing with {}: {}", e.close_code().0, e.reason());
+        self.queue_close(sh, e.close_code(), e.reason());
+    }
+
+    fn queue_close(&mut self, sh: &mut Shared, code: CloseCode, reason: &str) {
+        let mut f = [0u8; MAX_CLOSE_FRAME];
+        let n = encode_close(code, reason, &mut f);
+        sh.out.extend_from_slice(&f[..n]);
+        sh.metrics.close_sent(code.0);
+        self.phase = Phase::Closing;
+        self.in_frame = false;
+        if let Some(c) = self.inbuf.take() {
+            sh.carry_pool.put(c);
+            self.in_len = 0;
+        }
+    }
+
+    // ----- writing -----
+
+    /// Writes the staged output (or queues it behind pending output), then moves on from
+    /// `Closing` once everything is out.
+    fn flush_staged(&mut self, sh: &mut Shared) -> Next {
+        if !sh.out.is_empty() {
+            let mut off = 0;
+            if self.outbuf.is_none() {
+                while off < sh.out.len() {
+                    match (&self.stream).write(&sh.out[off..]) {
+                        Ok(0) => {
+                            sh.out.clear();
+                            return Next::Close;
+                        }
+                        Ok(n) => off += n,
+                        Err(e) if would_block(&e) => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            sh.out.clear();
+                            return Next::Close;
+                        }
+                    }
+                }
+                sh.metrics.bytes_out += off as u64;
+            }
+            if off < sh.out.len() {
+                let rest = &sh.out[off..];
+                let buf = self.outbuf.get_or_insert_with(|| sh.out_pool.get());
+                let (s, e) = (self.out_start as usize, self.out_end as usize);
+                if buf.len() - e < rest.len() {
+                    // Make room at the front (rare: the read budget keeps output within bounds).
+                    buf.copy_within(s..e, 0);
+                    self.out_start = 0;
+                    self.out_end = (e - s) as u32;
+                }
+                let e = self.out_end as usize;
+                if buf.len() - e < rest.len() {
+                    // Cannot happen while read budgets hold; never grow, fail safe instead.
+                    debug_assert!(false, "output overflow");
+                    sh.out.clear();
+                    return Next::Close;
+                }
+                buf[e..e + rest.len()].copy_from_slice(rest);
+                self.out_end += rest.len() as u32;
+            }
+            sh.out.clear();
+        }
+        if self.outbuf.is_none() {
+            match self.phase {
+                Phase::Closing => return self.shut_write(),
+                Phase::Flush => return Next::Close,
+                _ => {}
+            }
+        }
+        Next::Keep
+    }
+
+    /// Writes pending output; Ok(true) when all of it is out (the buffer goes back to the pool).
+    fn flush_pending(&mut self, sh: &mut Shared) -> io::Result<bool> {
+        let Some(buf) = self.outbuf.as_ref() else { return Ok(true) };
+        while self.out_start < self.out_end {
+            match (&self.stream).write(&buf[self.out_start as usize..self.out_end as usize]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_start += n as u32;
+                    sh.metrics.bytes_out += n as u64;
+                }
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(b) = self.outbuf.take() {
+            sh.out_pool.put(b);
+        }
+        self.out_start = 0;
+        self.out_end = 0;
+        Ok(true)
+    }
+
+    /// Everything is sent after our close: shut the write side and linger for the peer's EOF.
+    fn shut_write(&mut self) -> Next {
+        self.phase = Phase::Linger;
+        match self.stream.shutdown(Shutdown::Write) {
+            Ok(()) => Next::Keep,
+            Err(_) => Next::Close,
+        }
+    }
+}
+
+/// Plain (non-upgrade) GET targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    Health,
+    Metrics,
+    Other,
+}
+
+/// Outcome of one read step.
+enum Step {
+    /// Read again (the buffer was filled).
+    More,
+    /// Stop for this wakeup.
+    Done(Next),
+}

@@ -1,0 +1,36 @@
+//! wsecho: a lean, fast, RFC 6455-correct WebSocket echo server.
+//!
+//! # Layout
+//! Pure codecs at the bottom, I/O at the top; nothing below `conn` touches a socket.
+//! - [`mask`]: XOR masking, resumable mid-payload.
+//! - [`utf8`]: incremental UTF-8 validation across frames and reads.
+//! - [`frame`]: frame header decode/encode and structural checks.
+//! - [`close`]: close codes, close payload validation, close frames.
+//! - [`handshake`]: the HTTP/1.1 upgrade parsed in place, accept key, responses.
+//! - [`buffers`]: pools of buffers borrowed only while a connection is busy.
+//! - [`timer`]: O(1) timeouts, one FIFO per fixed duration, linked through connections.
+//! - [`metrics`]: plain counters and their Prometheus rendering.
+//! - [`config`]: flags, defaults, validation.
+//! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
+//! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
+//! - [`logger`]: a small stderr backend for `log`.
+//!
+//! # Invariants
+//! - No heap allocation per message or per upgrade: connections borrow pooled buffers only while
+//!   they carry data between reads; everything else lives in the reactor's shared buffers.
+//! - Bounded memory against any client: output per connection is capped by `--write-buffer`
+//!   (reading stops until it drains); messages are streamed, never held whole.
+#![deny(missing_docs, rust_2018_idioms)]
+
+pub mod buffers;
+pub mod close;
+pub mod config;
+pub mod conn;
+pub mod frame;
+pub mod handshake;
+pub mod logger;
+pub mod mask;
+pub mod metrics;
+pub mod reactor;
+pub mod timer;
+pub mod utf8;

@@ -1,0 +1,174 @@
+//! Counters of one reactor, and their Prometheus text rendering.
+//!
+//! Owns plain integer counters: the reactor is single-threaded, so counting is an add, with no
+//! atomics or locks on the hot path. Several reactors' counters are summed with [`Metrics::add`]
+//! when rendered. Metric names are the constants in [`names`]. This module does not serve HTTP
+//! (see `conn`) and does not decide what to count (callers do).
+
+use crate::handshake::HandshakeError;
+use std::io::Write;
+
+/// Metric names: every metric string used by the server is declared here.
+pub mod names {
+    /// Gauge: open connections (accepted and not yet closed).
+    pub const OPEN: &str = "wsecho_connections_open";
+    /// Counter: accepted TCP connections.
+    pub const ACCEPTED: &str = "wsecho_connections_accepted_total";
+    /// Counter: completed WebSocket upgrades.
+    pub const UPGRADES: &str = "wsecho_upgrades_total";
+    /// Counter: refused upgrades, label `reason`.
+    pub const UPGRADE_FAILURES: &str = "wsecho_upgrade_failures_total";
+    /// Counter: complete messages received.
+    pub const MESSAGES_IN: &str = "wsecho_messages_received_total";
+    /// Counter: complete messages echoed.
+    pub const MESSAGES_OUT: &str = "wsecho_messages_sent_total";
+    /// Counter: bytes read from sockets.
+    pub const BYTES_IN: &str = "wsecho_bytes_received_total";
+    /// Counter: bytes written to sockets.
+    pub const BYTES_OUT: &str = "wsecho_bytes_sent_total";
+    /// Counter: close frames sent, label `code`.
+    pub const CLOSES: &str = "wsecho_closes_total";
+    /// Counter: times a connection stopped being read because its output was full.
+    pub const BACKPRESSURE: &str = "wsecho_backpressure_pauses_total";
+    /// Counter: timeouts, label `kind` (handshake, close, idle).
+    pub const TIMEOUTS: &str = "wsecho_timeouts_total";
+    /// Counter: accept() failures for lack of file descriptors (accepting pauses briefly).
+    pub const ACCEPT_EMFILE: &str = "wsecho_accept_fd_exhausted_total";
+    /// Counter: pings sent by the server.
+    pub const PINGS: &str = "wsecho_pings_sent_total";
+}
+
+/// Close codes counted individually; anything else is counted under "other".
+pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 0];
+
+/// The counters.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Open connections.
+    pub open: u64,
+    /// Accepted connections.
+    pub accepted: u64,
+    /// Completed upgrades.
+    pub upgrades: u64,
+    /// Refused upgrades, indexed like [`HandshakeError::ALL`].
+    pub upgrade_failures: [u64; HandshakeError::ALL.len()],
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages echoed.
+    pub messages_out: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Close frames sent, indexed like [`CLOSE_CODES`] (last slot: other codes).
+    pub closes: [u64; CLOSE_CODES.len()],
+    /// Backpressure pauses.
+    pub backpressure: u64,
+    /// Handshake, close and idle timeouts.
+    pub timeouts: [u64; 3],
+    /// accept() EMFILE/ENFILE.
+    pub accept_emfile: u64,
+    /// Server pings.
+    pub pings: u64,
+}
+
+impl Metrics {
+    /// Counts a refused upgrade.
+    pub fn upgrade_failed(&mut self, e: HandshakeError) {
+        if let Some(i) = HandshakeError::ALL.iter().position(|&x| x == e) {
+            self.upgrade_failures[i] += 1;
+        }
+    }
+
+    /// Counts a close frame sent with `code`.
+    pub fn close_sent(&mut self, code: u16) {
+        let i = CLOSE_CODES.iter().position(|&c| c == code).unwrap_or(CLOSE_CODES.len() - 1);
+        self.closes[i] += 1;
+    }
+
+    /// Adds another reactor's counters.
+    pub fn add(&mut self, o: &Metrics) {
+        self.open += o.open;
+        self.accepted += o.accepted;
+        self.upgrades += o.upgrades;
+        for (a, b) in self.upgrade_failures.iter_mut().zip(o.upgrade_failures) {
+            *a += b;
+        }
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        for (a, b) in self.closes.iter_mut().zip(o.closes) {
+            *a += b;
+        }
+        self.backpressure += o.backpressure;
+        for (a, b) in self.timeouts.iter_mut().zip(o.timeouts) {
+            *a += b;
+        }
+        self.accept_emfile += o.accept_emfile;
+        self.pings += o.pings;
+    }
+
+    /// Writes the Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, w: &mut impl Write) -> std::io::Result<()> {
+        use names::*;
+        let simple = |w: &mut dyn Write, name: &str, kind: &str, help: &str, v: u64| {
+            writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}")
+        };
+        simple(w, OPEN, "gauge", "Open connections.", self.open)?;
+        simple(w, ACCEPTED, "counter", "Accepted TCP connections.", self.accepted)?;
+        simple(w, UPGRADES, "counter", "Completed WebSocket upgrades.", self.upgrades)?;
+        writeln!(
+            w,
+            "# HELP {UPGRADE_FAILURES} Refused upgrade requests by reason.\n# TYPE {UPGRADE_FAILURES} counter"
+        )?;
+        for (e, v) in HandshakeError::ALL.iter().zip(self.upgrade_failures) {
+            writeln!(w, "{UPGRADE_FAILURES}{{reason=\"{}\"}} {v}", e.label())?;
+        }
+        simple(w, MESSAGES_IN, "counter", "Messages received.", self.messages_in)?;
+        simple(w, MESSAGES_OUT, "counter", "Messages echoed.", self.messages_out)?;
+        simple(w, BYTES_IN, "counter", "Bytes read from sockets.", self.bytes_in)?;
+        simple(w, BYTES_OUT, "counter", "Bytes written to sockets.", self.bytes_out)?;
+        writeln!(w, "# HELP {CLOSES} Close frames sent by status code.\n# TYPE {CLOSES} counter")?;
+        for (c, v) in CLOSE_CODES.iter().zip(self.closes) {
+            if *c == 0 {
+                writeln!(w, "{CLOSES}{{code=\"other\"}} {v}")?;
+            } else {
+                writeln!(w, "{CLOSES}{{code=\"{c}\"}} {v}")?;
+            }
+        }
+        simple(w, BACKPRESSURE, "counter", "Reads paused because output was full.", self.backpressure)?;
+        writeln!(w, "# HELP {TIMEOUTS} Timeouts by kind.\n# TYPE {TIMEOUTS} counter")?;
+        for (k, v) in ["handshake", "close", "idle"].iter().zip(self.timeouts) {
+            writeln!(w, "{TIMEOUTS}{{kind=\"{k}\"}} {v}")?;
+        }
+        simple(w, ACCEPT_EMFILE, "counter", "accept() failures for lack of file descriptors.", self.accept_emfile)?;
+        simple(w, PINGS, "counter", "Pings sent by the server.", self.pings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let mut m = Metrics { open: 3, ..Default::default() };
+        m.close_sent(1002);
+        m.close_sent(4000);
+        m.upgrade_failed(HandshakeError::UnsupportedVersion);
+        let other = Metrics { open: 2, ..Default::default() };
+        m.add(&other);
+        let mut out = Vec::new();
+        m.render(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\nwsecho_connections_open 5\n"), "{text}");
+        assert!(text.contains("wsecho_closes_total{code=\"1002\"} 1\n"));
+        assert!(text.contains("wsecho_closes_total{code=\"other\"} 1\n"));
+        assert!(text.contains("wsecho_upgrade_failures_total{reason=\"version\"} 1\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = line.rsplit_once(' ').unwrap();
+            v.parse::<u64>().unwrap();
+        }
+    }
+}
