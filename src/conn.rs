@@ -790,3 +790,16 @@ enum Step {
     /// Stop for this wakeup.
     Done(Next),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connection_state_is_small() {
+        // The per-connection budget is 200 bytes of user-space memory; the slab entry is most of it.
+        let size = std::mem::size_of::<Connection>();
+        println!("size_of::<Connection>() = {size}");
+        assert!(size <= 128, "Connection grew to {size} bytes");
+    }
+}
