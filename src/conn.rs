@@ -32,6 +32,31 @@ use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
+/// The byte stream under a connection: a non-blocking `TcpStream` in the server, an in-memory
+/// pipe in benchmarks and fuzz targets (see [`MemSocket`]).
+pub trait Socket {
+    /// `read(2)`: `Ok(0)` is end of stream, `WouldBlock` means nothing to read now.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// `write(2)`: `WouldBlock` means the peer is not taking more now.
+    fn send(&self, buf: &[u8]) -> io::Result<usize>;
+    /// `shutdown(SHUT_WR)`.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    #[inline]
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+    #[inline]
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
 /// Headroom before the read position in the shared read buffer: room for the longest partial
 /// frame a connection can carry (a control frame: 6-byte header + 125 bytes).
 pub const PAD: usize = 160;
@@ -125,8 +150,8 @@ impl Shared {
 
 /// One client connection. About a hundred bytes when idle (see the module doc).
 #[derive(Debug)]
-pub struct Connection {
-    stream: TcpStream,
+pub struct Connection<S: Socket = TcpStream> {
+    stream: S,
     /// Carried input: a partial request head (handshake) or a partial frame (open).
     inbuf: Option<Box<[u8]>>,
     /// Output the socket has not taken: `outbuf[out_start..out_end]`.
@@ -158,7 +183,7 @@ pub struct Connection {
     pub links: Links,
 }
 
-impl Linked for Connection {
+impl<S: Socket> Linked for Connection<S> {
     fn links(&mut self) -> &mut Links {
         &mut self.links
     }
@@ -169,9 +194,9 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-impl Connection {
+impl<S: Socket> Connection<S> {
     /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(stream: TcpStream, overloaded: bool) -> Connection {
+    pub fn new(stream: S, overloaded: bool) -> Connection<S> {
         Connection {
             stream,
             inbuf: None,
@@ -195,7 +220,7 @@ impl Connection {
     }
 
     /// The socket (for registration).
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -296,8 +321,8 @@ impl Connection {
         // Where the head accumulates: the pooled head buffer when a previous read left a partial
         // head, else the shared read buffer (most requests arrive whole: no copy at all).
         let res = match self.inbuf.as_mut() {
-            Some(hb) => (&self.stream).read(&mut hb[self.in_len as usize..]),
-            None => (&self.stream).read(&mut sh.rbuf[PAD..PAD + MAX_HEAD]),
+            Some(hb) => self.stream.recv(&mut hb[self.in_len as usize..]),
+            None => self.stream.recv(&mut sh.rbuf[PAD..PAD + MAX_HEAD]),
         };
         let n = match res {
             Ok(0) => return Step::Done(Next::Close),
@@ -448,7 +473,7 @@ impl Connection {
             }
             return Step::Done(Next::Keep);
         }
-        let n = match (&self.stream).read(&mut sh.rbuf[PAD..PAD + budget]) {
+        let n = match self.stream.recv(&mut sh.rbuf[PAD..PAD + budget]) {
             Ok(0) => return Step::Done(self.on_eof(sh)),
             Ok(n) => n,
             Err(e) if would_block(&e) => return Step::Done(Next::Keep),
@@ -477,7 +502,7 @@ impl Connection {
     /// peer never gets a reset while our last bytes are in flight.
     fn read_discard(&mut self, sh: &mut Shared) -> Step {
         let cap = sh.read_size;
-        match (&self.stream).read(&mut sh.rbuf[PAD..PAD + cap]) {
+        match self.stream.recv(&mut sh.rbuf[PAD..PAD + cap]) {
             Ok(0) => Step::Done(self.on_eof(sh)),
             Ok(n) => {
                 sh.metrics.bytes_in += n as u64;
@@ -694,7 +719,7 @@ impl Connection {
             let mut off = 0;
             if self.outbuf.is_none() {
                 while off < sh.out.len() {
-                    match (&self.stream).write(&sh.out[off..]) {
+                    match self.stream.send(&sh.out[off..]) {
                         Ok(0) => {
                             sh.out.clear();
                             return Next::Close;
@@ -746,7 +771,7 @@ impl Connection {
     fn flush_pending(&mut self, sh: &mut Shared) -> io::Result<bool> {
         let Some(buf) = self.outbuf.as_ref() else { return Ok(true) };
         while self.out_start < self.out_end {
-            match (&self.stream).write(&buf[self.out_start as usize..self.out_end as usize]) {
+            match self.stream.send(&buf[self.out_start as usize..self.out_end as usize]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_start += n as u32;
@@ -768,7 +793,7 @@ impl Connection {
     /// Everything is sent after our close: shut the write side and linger for the peer's EOF.
     fn shut_write(&mut self) -> Next {
         self.phase = Phase::Linger;
-        match self.stream.shutdown(Shutdown::Write) {
+        match self.stream.shutdown_write() {
             Ok(()) => Next::Keep,
             Err(_) => Next::Close,
         }
@@ -794,6 +819,82 @@ enum Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memsock::MemSocket;
+
+    const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(true, OpCode::from_u8(op).unwrap(), Some([9, 8, 7, 6]), payload.len() as u64, &mut h);
+        let mut f = h[..n].to_vec();
+        let mut p = payload.to_vec();
+        apply_mask(&mut p, [9, 8, 7, 6]);
+        f.extend(p);
+        f
+    }
+
+    #[test]
+    fn backpressure_bounds_output_and_stops_reading() {
+        let write_buffer = 64 << 10;
+        let mut sh = Shared::new(64 << 10, write_buffer, 16 << 20);
+        let mut c = Connection::new(MemSocket::new(), false);
+        c.stream.push_input(REQ);
+        assert_eq!(c.on_readable(&mut sh), Next::Keep);
+        assert_eq!(c.phase(), Phase::Open);
+        // The peer stops reading: 10 MB of 1 KiB messages arrive, the socket takes nothing.
+        c.stream.set_write_room(0);
+        let frame = masked(2, &[7u8; 1024]);
+        for _ in 0..10_000 {
+            c.stream.push_input(&frame);
+        }
+        for _ in 0..100 {
+            if c.on_readable(&mut sh) != Next::Again {
+                break;
+            }
+        }
+        assert!(c.is_paused(), "reading must pause");
+        assert!(c.pending_out() <= write_buffer, "pending {} over the bound", c.pending_out());
+        assert!(c.stream.unread() > 9 << 20, "the rest stays in the socket");
+        // The peer reads again: everything is echoed, in order.
+        c.stream.set_write_room(usize::MAX);
+        let mut rounds = 0;
+        while c.stream.unread() > 0 || c.pending_out() > 0 {
+            let _ = c.on_writable(&mut sh);
+            let _ = c.on_readable(&mut sh);
+            rounds += 1;
+            assert!(rounds < 100_000);
+        }
+        let mut out = Vec::new();
+        c.stream.drain_output(&mut out);
+        let head = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let msgs = messages(&out[head..]);
+        assert_eq!(msgs.len(), 10_000);
+        assert!(msgs.iter().all(|(op, p)| *op == OpCode::Binary && p.len() == 1024 && p.iter().all(|&b| b == 7)));
+    }
+
+    /// Reassembles the server's (unmasked) frames into messages.
+    fn messages(mut wire: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut cur: Option<(OpCode, Vec<u8>)> = None;
+        while let Some((h, hl)) = decode_header(wire).unwrap() {
+            assert!(h.mask.is_none());
+            let p = &wire[hl..hl + h.len as usize];
+            wire = &wire[hl + h.len as usize..];
+            if h.opcode.is_control() {
+                out.push((h.opcode, p.to_vec()));
+                continue;
+            }
+            let m = cur.get_or_insert_with(|| (h.opcode, Vec::new()));
+            assert!(h.opcode == OpCode::Continuation || m.1.is_empty());
+            m.1.extend_from_slice(p);
+            if h.fin {
+                out.push(cur.take().unwrap());
+            }
+        }
+        assert!(wire.is_empty() && cur.is_none());
+        out
+    }
 
     #[test]
     fn idle_connection_state_is_small() {

@@ -11,6 +11,7 @@
 //! - [`timer`]: O(1) timeouts, one FIFO per fixed duration, linked through connections.
 //! - [`metrics`]: plain counters and their Prometheus rendering.
 //! - [`config`]: flags, defaults, validation.
+//! - [`memsock`]: an in-memory socket to drive a connection in benches, fuzzing and tests.
 //! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
 //! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
 //! - [`logger`]: a small stderr backend for `log`.
@@ -30,6 +31,7 @@ pub mod frame;
 pub mod handshake;
 pub mod logger;
 pub mod mask;
+pub mod memsock;
 pub mod metrics;
 pub mod reactor;
 pub mod timer;
