@@ -28,6 +28,18 @@ pub struct Config {
     pub max_connections: usize,
     /// Bytes read per `read` call into the reactor's shared buffer. Default 64 KiB.
     pub read_buffer: usize,
+    /// Reactor threads, each with its own `SO_REUSEPORT` listener. Default 1.
+    pub threads: usize,
+    /// Set `SO_REUSEPORT` so several processes can share the address. Default off.
+    pub reuse_port: bool,
+    /// Ping connections that have been quiet this long. Default off.
+    pub ping_interval: Option<Duration>,
+    /// Close (1001) connections that have been silent this long. Default off.
+    pub idle_timeout: Option<Duration>,
+    /// On SIGTERM/SIGINT, wait this long for close replies before exiting. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Path of the Prometheus endpoint on plain GETs; `None` disables it (and `/healthz`).
+    pub metrics_path: Option<String>,
 }
 
 impl Default for Config {
@@ -40,6 +52,12 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             max_connections: 1 << 20,
             read_buffer: 64 << 10,
+            threads: 1,
+            reuse_port: false,
+            ping_interval: None,
+            idle_timeout: None,
+            shutdown_timeout: Duration::from_secs(10),
+            metrics_path: Some("/metrics".to_string()),
         }
     }
 }
@@ -71,6 +89,13 @@ OPTIONS:
     --handshake-timeout SECS   close connections not upgraded by then [default: 10]
     --close-timeout SECS       wait this long for the peer after sending close [default: 5]
     --max-connections N        answer 503 beyond N open connections [default: 1048576]
+    --threads N                N reactors, each with its own SO_REUSEPORT listener [default: 1]
+    --reuse-port               set SO_REUSEPORT so several processes can share the address
+    --ping-interval SECS       ping connections quiet for this long [default: off]
+    --idle-timeout SECS        close (1001) connections silent for this long [default: off]
+    --shutdown-timeout SECS    on SIGTERM/SIGINT wait this long for close replies [default: 10]
+    --metrics-path PATH        Prometheus text on plain GET PATH [default: /metrics]
+    --no-metrics               serve neither metrics nor /healthz
     -h, --help                 print this help
     -V, --version              print the version
 
@@ -133,6 +158,22 @@ impl Config {
                     let v = val(&mut p)?;
                     cfg.max_connections = v.parse().map_err(|_| format!("invalid --max-connections '{v}'"))?;
                 }
+                Long("threads") => {
+                    let v = val(&mut p)?;
+                    cfg.threads = v.parse().map_err(|_| format!("invalid --threads '{v}'"))?;
+                }
+                Long("reuse-port") => cfg.reuse_port = true,
+                Long("ping-interval") => cfg.ping_interval = Some(parse_secs(&val(&mut p)?)?),
+                Long("idle-timeout") => cfg.idle_timeout = Some(parse_secs(&val(&mut p)?)?),
+                Long("shutdown-timeout") => cfg.shutdown_timeout = parse_secs(&val(&mut p)?)?,
+                Long("metrics-path") => {
+                    let v = val(&mut p)?;
+                    if !v.starts_with('/') {
+                        return Err(format!("--metrics-path must start with '/' (got '{v}')"));
+                    }
+                    cfg.metrics_path = Some(v);
+                }
+                Long("no-metrics") => cfg.metrics_path = None,
                 _ => return Err(arg.unexpected().to_string()),
             }
         }
@@ -151,7 +192,17 @@ impl Config {
         if self.max_connections == 0 || self.max_connections > u32::MAX as usize / 2 {
             return Err("--max-connections must be between 1 and 2^31".into());
         }
-        for (name, d) in [("--handshake-timeout", self.handshake_timeout), ("--close-timeout", self.close_timeout)] {
+        if self.threads == 0 || self.threads > 1024 {
+            return Err("--threads must be between 1 and 1024".into());
+        }
+        let timeouts = [
+            ("--handshake-timeout", Some(self.handshake_timeout)),
+            ("--close-timeout", Some(self.close_timeout)),
+            ("--shutdown-timeout", Some(self.shutdown_timeout)),
+            ("--ping-interval", self.ping_interval),
+            ("--idle-timeout", self.idle_timeout),
+        ];
+        for (name, d) in timeouts.iter().filter_map(|(n, d)| d.map(|d| (n, d))) {
             if d.as_millis() == 0 || d.as_secs() > 86_400 * 7 {
                 return Err(format!("{name} must be between 1 ms and 7 days"));
             }
@@ -187,6 +238,17 @@ mod tests {
         assert_eq!((c.max_message_size, c.write_buffer), (1024, 32768));
         assert_eq!(c.close_timeout, Duration::from_millis(500));
         assert!(matches!(Config::from_args(["--help"]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn operations_flags() {
+        let c =
+            run(&["--threads", "4", "--reuse-port", "--ping-interval", "20", "--idle-timeout", "60", "--no-metrics"])
+                .unwrap();
+        assert_eq!((c.threads, c.reuse_port, c.metrics_path), (4, true, None));
+        assert_eq!((c.ping_interval, c.idle_timeout), (Some(Duration::from_secs(20)), Some(Duration::from_secs(60))));
+        assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
+        assert!(run(&["--metrics-path", "metrics"]).unwrap_err().contains("--metrics-path"));
     }
 
     #[test]

@@ -123,10 +123,16 @@ pub struct Shared {
     pub max_message: u64,
     /// Bytes per read.
     pub read_size: usize,
-    /// Serve `GET /metrics` and `/healthz` on plain requests.
-    pub metrics_path: Option<&'static str>,
-    /// Counters of other reactors to add when rendering metrics (multi-threaded servers).
-    pub metrics_source: Option<fn(&Metrics) -> Metrics>,
+    /// Serve Prometheus text on plain `GET` of this path, and `/healthz`; `None`: neither.
+    pub metrics_path: Option<String>,
+    /// Other reactors' counters, summed into a scrape (multi-threaded servers), and our slot.
+    pub board: Option<(std::sync::Arc<crate::metrics::MetricsBoard>, usize)>,
+    /// Milliseconds since the reactor started, updated once per loop turn.
+    pub now_ms: u32,
+    /// Ping connections quiet for this many ms.
+    pub ping_ms: Option<u32>,
+    /// Close connections silent for this many ms.
+    pub idle_ms: Option<u32>,
 }
 
 impl Shared {
@@ -142,8 +148,11 @@ impl Shared {
             metrics: Metrics::default(),
             max_message,
             read_size,
-            metrics_path: Some("/metrics"),
-            metrics_source: None,
+            metrics_path: Some("/metrics".to_string()),
+            board: None,
+            now_ms: 0,
+            ping_ms: None,
+            idle_ms: None,
         }
     }
 }
@@ -179,6 +188,10 @@ pub struct Connection<S: Socket = TcpStream> {
     remaining: u64,
     /// Bytes of the message in progress so far.
     msg_len: u64,
+    /// When bytes last arrived (ms, reactor clock).
+    last_rx: u32,
+    /// When the server last pinged (ms, reactor clock).
+    last_ping: u32,
     /// Timer links (owned by the reactor's timer lists).
     pub links: Links,
 }
@@ -215,6 +228,8 @@ impl<S: Socket> Connection<S> {
             utf8: Utf8Validator::new(),
             remaining: 0,
             msg_len: 0,
+            last_rx: 0,
+            last_ping: 0,
             links: Links::default(),
         }
     }
@@ -234,10 +249,11 @@ impl<S: Socket> Connection<S> {
         (self.out_end - self.out_start) as usize
     }
 
-    /// Which timeout applies in the current phase.
-    pub fn timer_kind(&self) -> TimerKind {
+    /// Which timeout applies in the current phase (`idle`: ping or idle timeout configured).
+    pub fn timer_kind(&self, idle: bool) -> TimerKind {
         match self.phase {
             Phase::Handshake => TimerKind::Handshake,
+            Phase::Open if idle => TimerKind::Idle,
             Phase::Open => TimerKind::None,
             Phase::Closing | Phase::Linger | Phase::Flush => TimerKind::Close,
         }
@@ -270,6 +286,28 @@ impl<S: Socket> Connection<S> {
             Phase::Handshake => Next::Close,
             _ => Next::Keep,
         }
+    }
+
+    /// The idle timer ticked: close a silent connection (1001), or ping a quiet one.
+    pub fn on_idle_tick(&mut self, sh: &mut Shared) -> Next {
+        if self.phase != Phase::Open {
+            return Next::Keep;
+        }
+        let quiet = sh.now_ms.saturating_sub(self.last_rx);
+        if sh.idle_ms.is_some_and(|t| quiet >= t) {
+            sh.metrics.timeouts[2] += 1;
+            debug!("idle timeout after {quiet} ms");
+            return self.start_close(sh, CloseCode::GOING_AWAY, "idle timeout");
+        }
+        if let Some(p) = sh.ping_ms {
+            if quiet >= p && sh.now_ms.saturating_sub(self.last_ping) >= p {
+                self.last_ping = sh.now_ms;
+                sh.metrics.pings += 1;
+                sh.out.extend_from_slice(&[0x89, 0x00]);
+                return self.flush_staged(sh);
+            }
+        }
+        Next::Keep
     }
 
     /// Handles a readable (or error / hang-up) event.
@@ -365,7 +403,7 @@ impl<S: Socket> Connection<S> {
             Ok(Some(Request::Plain { path, .. })) => {
                 let kind = if path == "/healthz" {
                     Plain::Health
-                } else if sh.metrics_path == Some(path) {
+                } else if sh.metrics_path.as_deref() == Some(path) {
                     Plain::Metrics
                 } else {
                     Plain::Other
@@ -388,6 +426,8 @@ impl<S: Socket> Connection<S> {
                 sh.out.truncate(start + m);
                 sh.metrics.upgrades += 1;
                 self.phase = Phase::Open;
+                self.last_rx = sh.now_ms;
+                self.last_ping = sh.now_ms;
                 // Bytes after the head are frames: move them to the read position and decode.
                 let rest = total - head_len;
                 if let Some(hb) = self.inbuf.take() {
@@ -424,8 +464,8 @@ impl<S: Socket> Connection<S> {
             (b"ok\n", "text/plain; charset=utf-8")
         } else if kind == Plain::Metrics {
             sh.body.clear();
-            let total = match sh.metrics_source {
-                Some(f) => f(&sh.metrics),
+            let total = match &sh.board {
+                Some((b, i)) => b.total_with(*i, &sh.metrics),
                 None => sh.metrics.clone(),
             };
             if total.render(&mut sh.body).is_err() {
@@ -481,6 +521,7 @@ impl<S: Socket> Connection<S> {
             Err(_) => return Step::Done(Next::Close),
         };
         sh.metrics.bytes_in += n as u64;
+        self.last_rx = sh.now_ms;
         let mut start = PAD;
         if let Some(c) = self.inbuf.take() {
             let l = self.in_len as usize;

@@ -33,6 +33,8 @@ pub mod logger;
 pub mod mask;
 pub mod memsock;
 pub mod metrics;
+pub mod notify;
 pub mod reactor;
+pub mod server;
 pub mod timer;
 pub mod utf8;

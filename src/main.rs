@@ -1,28 +1,10 @@
-//! `wsecho` entry point: parse flags, raise the open-file limit, bind, run the reactor.
+//! `wsecho` entry point: parse flags, raise the open-file limit, bind, run until shut down.
 //!
-//! No protocol code lives here.
+//! No protocol code lives here; see `server` for the process lifecycle.
 
-use log::{error, info};
+use log::{error, info, warn};
 use wsecho::config::{Command, Config, HELP};
-use wsecho::reactor::Reactor;
-
-/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the effective soft limit.
-fn raise_nofile() -> u64 {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return 0;
-        }
-        if r.rlim_cur < r.rlim_max {
-            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                r.rlim_cur = r.rlim_max;
-            }
-        }
-    }
-    r.rlim_cur
-}
+use wsecho::server::{handle_signals, raise_nofile, Server};
 
 fn main() {
     wsecho::logger::init();
@@ -42,16 +24,34 @@ fn main() {
         }
     };
     let nofile = raise_nofile();
-    let mut reactor = match Reactor::bind(&cfg) {
-        Ok(r) => r,
+    let server = match Server::bind(&cfg) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("wsecho: cannot listen on {}: {e}", cfg.listen);
             std::process::exit(1);
         }
     };
-    info!("wsecho listening on {} (open-file limit {nofile})", reactor.local_addr());
-    if let Err(e) = reactor.run() {
-        error!("reactor failed: {e}");
+    if let Err(e) = handle_signals(server.control()) {
+        eprintln!("wsecho: cannot install signal handlers: {e}");
         std::process::exit(1);
+    }
+    info!(
+        "wsecho listening on {} ({} reactor{}, open-file limit {nofile})",
+        server.local_addr(),
+        cfg.threads,
+        if cfg.threads == 1 { "" } else { "s" }
+    );
+    if let Err(e) = wsecho::notify::notify("READY=1") {
+        warn!("sd_notify READY: {e}");
+    }
+    match server.run() {
+        Ok(m) => info!(
+            "stopped: {} connections accepted, {} messages echoed, {} bytes in, {} bytes out",
+            m.accepted, m.messages_out, m.bytes_in, m.bytes_out
+        ),
+        Err(e) => {
+            error!("reactor failed: {e}");
+            std::process::exit(1);
+        }
     }
 }

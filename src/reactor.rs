@@ -6,20 +6,63 @@
 //! writable edges (so backpressure never costs an `epoll_ctl`), fairness (a connection that used
 //! its per-wakeup read budget is revisited after the others), timeouts, and removal. It never
 //! inspects bytes: protocol work is `conn`'s.
+//!
+//! Graceful shutdown: when its [`Control`] is triggered the reactor drops its listener, sends
+//! close 1001 to every open connection, closes those still in the handshake, and returns from
+//! [`Reactor::run`] once every connection is gone or the shutdown timeout has passed.
 
+use crate::close::CloseCode;
 use crate::config::Config;
 use crate::conn::{Connection, Next, Shared};
+use crate::metrics::MetricsBoard;
 use crate::timer::{TimerKind, Timers};
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Token of the listening socket; connections use their slab key.
 const LISTENER: Token = Token(usize::MAX - 1);
+
+/// Token of the waker that delivers shutdown requests.
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// How often a reactor publishes its counters to a shared [`MetricsBoard`].
+const PUBLISH_MS: u32 = 100;
+
+/// Shutdown switch shared by the reactors of a process and whoever handles signals.
+#[derive(Debug, Default)]
+pub struct Control {
+    shutdown: AtomicBool,
+    wakers: Mutex<Vec<Arc<Waker>>>,
+}
+
+impl Control {
+    /// A switch with no reactor attached yet.
+    pub fn new() -> Arc<Control> {
+        Arc::new(Control::default())
+    }
+
+    /// Asks every attached reactor to shut down gracefully.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Ok(ws) = self.wakers.lock() {
+            for w in ws.iter() {
+                let _ = w.wake();
+            }
+        }
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
 
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_PAUSE_MS: u32 = 100;
@@ -32,7 +75,7 @@ const ACCEPTS_PER_WAKEUP: usize = 256;
 pub struct Reactor {
     poll: Poll,
     events: Events,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     local: SocketAddr,
     conns: Slab<Connection>,
     shared: Shared,
@@ -46,6 +89,16 @@ pub struct Reactor {
     /// Connections that used their read budget and have more to read.
     again: Vec<usize>,
     again_next: Vec<usize>,
+    control: Arc<Control>,
+    /// Idle/ping timer configured.
+    idle: bool,
+    /// Shutdown in progress: return once empty or at this deadline (ms).
+    draining_until: Option<u32>,
+    shutdown_ms: u32,
+    /// Next housekeeping (metrics publication, watchdog) and the watchdog interval.
+    next_tick: Option<u32>,
+    watchdog_ms: Option<u32>,
+    next_watchdog: u32,
 }
 
 fn millis(d: Duration) -> u32 {
@@ -56,25 +109,45 @@ impl Reactor {
     /// Binds `cfg.listen` (with `SO_REUSEADDR`) and prepares the loop.
     pub fn bind(cfg: &Config) -> io::Result<Reactor> {
         let listener = TcpListener::bind(cfg.listen)?;
-        Reactor::with_listener(cfg, listener)
+        Reactor::with_listener(cfg, listener, Control::new(), None)
     }
 
     /// Prepares the loop around an already bound, listening, non-blocking socket (socket
-    /// activation, `SO_REUSEPORT`).
-    pub fn with_listener(cfg: &Config, mut listener: TcpListener) -> io::Result<Reactor> {
+    /// activation, `SO_REUSEPORT`), attached to `control`, publishing to `board` slot.
+    pub fn with_listener(
+        cfg: &Config,
+        mut listener: TcpListener,
+        control: Arc<Control>,
+        board: Option<(Arc<MetricsBoard>, usize)>,
+    ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        if let Ok(mut ws) = control.wakers.lock() {
+            ws.push(waker);
+        }
         let local = listener.local_addr()?;
-        let timers = Timers::new([millis(cfg.handshake_timeout), millis(cfg.close_timeout), u32::MAX]);
+        // The idle list ticks at a quarter of the shorter of ping interval and idle timeout, so
+        // either fires at most 25% late, with O(1) work per tick and no per-message timer update.
+        let idle_ms = cfg.ping_interval.into_iter().chain(cfg.idle_timeout).map(millis).min();
+        let tick = idle_ms.map_or(u32::MAX, |m| (m / 4).max(10));
+        let timers = Timers::new([millis(cfg.handshake_timeout), millis(cfg.close_timeout), tick]);
+        let mut shared = Shared::new(cfg.read_buffer, cfg.write_buffer, cfg.max_message_size);
+        shared.metrics_path = cfg.metrics_path.clone();
+        shared.board = board;
+        shared.ping_ms = cfg.ping_interval.map(millis);
+        shared.idle_ms = cfg.idle_timeout.map(millis);
+        let watchdog_ms = None;
         Ok(Reactor {
             poll,
             events: Events::with_capacity(1024),
-            listener,
+            listener: Some(listener),
             local,
             // Reserve the slab up front: pages are only touched as connections arrive, and the
             // table never reallocates (no copy of 100k entries at a doubling).
             conns: Slab::with_capacity(cfg.max_connections.min(1 << 20)),
-            shared: Shared::new(cfg.read_buffer, cfg.write_buffer, cfg.max_message_size),
+            next_tick: shared.board.as_ref().map(|_| PUBLISH_MS),
+            shared,
             timers,
             start: Instant::now(),
             max_connections: cfg.max_connections,
@@ -82,7 +155,26 @@ impl Reactor {
             accept_again: false,
             again: Vec::with_capacity(1024),
             again_next: Vec::with_capacity(1024),
+            control,
+            idle: idle_ms.is_some(),
+            draining_until: None,
+            shutdown_ms: millis(cfg.shutdown_timeout),
+            watchdog_ms,
+            next_watchdog: 0,
         })
+    }
+
+    /// The shutdown switch this reactor obeys.
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    /// Sends `WATCHDOG=1` to systemd every `interval` from this reactor's loop.
+    pub fn set_watchdog(&mut self, interval: Duration) {
+        let ms = millis(interval).max(1);
+        self.watchdog_ms = Some(ms);
+        self.next_watchdog = self.now();
+        self.next_tick = Some(self.now());
     }
 
     /// The bound address (useful with port 0).
@@ -104,18 +196,53 @@ impl Reactor {
         millis(self.start.elapsed())
     }
 
-    /// Runs forever (until an unrecoverable poll error).
+    /// Runs until a graceful shutdown completes (or an unrecoverable poll error).
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             self.turn(None)?;
+            if let Some(until) = self.draining_until {
+                if self.conns.is_empty() || self.now() >= until {
+                    if !self.conns.is_empty() {
+                        info!("shutdown timeout: dropping {} connections", self.conns.len());
+                    }
+                    self.publish();
+                    return Ok(());
+                }
+            }
         }
     }
 
+    fn publish(&mut self) {
+        if let Some((b, i)) = &self.shared.board {
+            b.publish(*i, &self.shared.metrics);
+        }
+    }
+
+    /// Stop accepting, close 1001 to every open connection, drop those not upgraded.
+    fn begin_shutdown(&mut self) {
+        let now = self.now();
+        self.draining_until = Some(now.saturating_add(self.shutdown_ms));
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accept_paused_until = None;
+        self.accept_again = false;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        info!("shutting down: closing {} connections (1001)", keys.len());
+        for k in keys {
+            self.shared.now_ms = now;
+            let Some(conn) = self.conns.get_mut(k) else { continue };
+            let before = conn.timer_kind(self.idle);
+            let next = conn.start_close(&mut self.shared, CloseCode::GOING_AWAY, "server shutting down");
+            let after = conn.timer_kind(self.idle);
+            self.finish(k, next, before, after);
+        }
+    }
     /// One iteration: wait for events (at most `max_wait`), dispatch them, expire timers.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = self.now();
         let mut timeout = self.timers.next_due(&mut self.conns, now).map(|ms| Duration::from_millis(ms.into()));
-        if let Some(until) = self.accept_paused_until {
+        for until in [self.accept_paused_until, self.next_tick, self.draining_until].into_iter().flatten() {
             let d = Duration::from_millis(until.saturating_sub(now).into());
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
@@ -131,12 +258,14 @@ impl Reactor {
             }
             return Err(e);
         }
+        self.shared.now_ms = self.now();
         let mut accept = std::mem::take(&mut self.accept_again);
         // Index loop: `self.events` is borrowed only per event so handlers can take `&mut self`.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => accept = true,
+                WAKER => {}
                 Token(k) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     let writable = ev.is_writable() || ev.is_write_closed();
@@ -153,8 +282,15 @@ impl Reactor {
             }
         }
         let now = self.now();
+        self.shared.now_ms = now;
         while let Some((k, kind)) = self.timers.pop_expired(&mut self.conns, now) {
             self.on_timeout(k, kind);
+        }
+        if self.control.is_shutdown() && self.draining_until.is_none() {
+            self.begin_shutdown();
+        }
+        if self.next_tick.is_some_and(|t| now >= t) {
+            self.housekeeping(now);
         }
         if let Some(until) = self.accept_paused_until {
             if now >= until {
@@ -162,15 +298,31 @@ impl Reactor {
                 accept = true;
             }
         }
-        if accept && self.accept_paused_until.is_none() {
+        if accept && self.accept_paused_until.is_none() && self.listener.is_some() {
             self.accept_burst();
         }
         Ok(())
     }
 
+    fn housekeeping(&mut self, now: u32) {
+        let mut next = u32::MAX;
+        if self.shared.board.is_some() {
+            self.publish();
+            next = now + PUBLISH_MS;
+        }
+        if let Some(w) = self.watchdog_ms {
+            if now >= self.next_watchdog {
+                let _ = crate::notify::notify("WATCHDOG=1");
+                self.next_watchdog = now + w;
+            }
+            next = next.min(self.next_watchdog);
+        }
+        self.next_tick = (next != u32::MAX).then_some(next);
+    }
+
     fn dispatch(&mut self, k: usize, readable: bool, writable: bool) {
         let Some(conn) = self.conns.get_mut(k) else { return };
-        let before = conn.timer_kind();
+        let before = conn.timer_kind(self.idle);
         let sh = &mut self.shared;
         let mut next = Next::Keep;
         let mut read_done = false;
@@ -182,7 +334,12 @@ impl Reactor {
         if next == Next::Keep && readable && !read_done {
             next = conn.on_readable(sh);
         }
-        let after = conn.timer_kind();
+        let after = conn.timer_kind(self.idle);
+        self.finish(k, next, before, after);
+    }
+
+    /// Acts on a handler's verdict and moves the connection to the timer list of its phase.
+    fn finish(&mut self, k: usize, next: Next, before: TimerKind, after: TimerKind) {
         match next {
             Next::Close => self.close(k),
             Next::Again => {
@@ -211,7 +368,14 @@ impl Reactor {
                 m.timeouts[1] += 1;
                 debug!("connection {k}: close timeout");
             }
-            TimerKind::Idle => m.timeouts[2] += 1,
+            TimerKind::Idle => {
+                // A tick, not necessarily a timeout: the connection decides (ping, close 1001).
+                let Some(conn) = self.conns.get_mut(k) else { return };
+                let next = conn.on_idle_tick(&mut self.shared);
+                let after = conn.timer_kind(self.idle);
+                self.finish(k, next, TimerKind::None, after);
+                return;
+            }
             TimerKind::None => return,
         }
         self.close(k);
@@ -235,7 +399,8 @@ impl Reactor {
 
     fn accept_burst(&mut self) {
         for _ in 0..ACCEPTS_PER_WAKEUP {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => match e.raw_os_error() {
@@ -269,9 +434,9 @@ impl Reactor {
             warn!("register {peer}: {e}");
             return;
         }
-        let overloaded = k >= self.max_connections || self.conns.len() >= self.max_connections;
+        let overloaded = self.conns.len() >= self.max_connections;
         self.conns.insert(Connection::new(stream, overloaded));
-        let now = self.now();
+        let now = self.shared.now_ms;
         self.timers.arm(&mut self.conns, k, TimerKind::Handshake, now);
         self.shared.metrics.accepted += 1;
         self.shared.metrics.open += 1;

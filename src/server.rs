@@ -1,0 +1,176 @@
+//! The process around the reactors: listeners, threads, signals, systemd notifications.
+//!
+//! Owns start-up and shutdown of a whole server: raising RLIMIT_NOFILE to the hard limit, taking
+//! the listening socket from systemd socket activation or binding one per reactor (`SO_REUSEPORT`
+//! when there are several reactors or `--reuse-port`), one thread per reactor, SIGTERM/SIGINT
+//! (the first starts a graceful shutdown, a second exits at once) and `READY=1` / `STOPPING=1`.
+//! It does not handle connections (see `reactor`).
+
+use crate::config::Config;
+use crate::metrics::{Metrics, MetricsBoard};
+use crate::notify;
+use crate::reactor::{Control, Reactor};
+use log::{info, warn};
+use mio::net::TcpListener;
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+
+/// Backlog of each listening socket (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the effective soft limit.
+pub fn raise_nofile() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+    }
+    r.rlim_cur
+}
+
+/// A non-blocking listening socket on `addr` with `SO_REUSEADDR` (and `SO_REUSEPORT`).
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+/// The listening sockets, one per reactor: inherited from systemd (duplicated per reactor) or
+/// freshly bound.
+fn listeners(cfg: &Config) -> io::Result<Vec<TcpListener>> {
+    let n = cfg.threads;
+    if notify::listen_fds() >= 1 {
+        // SAFETY: systemd passed a listening socket as fd 3 and this process owns it.
+        let std_l = unsafe { std::net::TcpListener::from_raw_fd(notify::LISTEN_FDS_START) };
+        std_l.set_nonblocking(true)?;
+        info!("using the socket passed by systemd ({})", std_l.local_addr()?);
+        let mut v = Vec::with_capacity(n);
+        for _ in 1..n {
+            v.push(TcpListener::from_std(std_l.try_clone()?));
+        }
+        v.push(TcpListener::from_std(std_l));
+        return Ok(v);
+    }
+    let reuse = cfg.reuse_port || n > 1;
+    let first = bind_listener(cfg.listen, reuse)?;
+    // With port 0 the others must join the port the first one got.
+    let addr = first.local_addr()?;
+    let mut v = vec![first];
+    for _ in 1..n {
+        v.push(bind_listener(addr, true)?);
+    }
+    Ok(v)
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    reactors: Vec<Reactor>,
+    control: Arc<Control>,
+    board: Arc<MetricsBoard>,
+    local: SocketAddr,
+}
+
+impl Server {
+    /// Binds (or inherits) the listeners and builds one reactor per thread.
+    pub fn bind(cfg: &Config) -> io::Result<Server> {
+        let control = Control::new();
+        let board = Arc::new(MetricsBoard::new(cfg.threads));
+        let listeners = listeners(cfg)?;
+        let mut reactors = Vec::with_capacity(listeners.len());
+        let multi = listeners.len() > 1;
+        for (i, l) in listeners.into_iter().enumerate() {
+            let slot = multi.then(|| (board.clone(), i));
+            reactors.push(Reactor::with_listener(cfg, l, control.clone(), slot)?);
+        }
+        let local = reactors[0].local_addr();
+        if let Some(w) = notify::watchdog_interval() {
+            reactors[0].set_watchdog(w);
+        }
+        Ok(Server { reactors, control, board, local })
+    }
+
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The shutdown switch.
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    /// Runs every reactor (reactor 0 on the calling thread) until a graceful shutdown completes;
+    /// returns the summed counters.
+    pub fn run(self) -> io::Result<Metrics> {
+        let Server { mut reactors, board, .. } = self;
+        let mut first = reactors.remove(0);
+        let handles: Vec<_> = reactors
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                std::thread::Builder::new().name(format!("wsecho-reactor-{}", i + 1)).spawn(move || {
+                    let res = r.run();
+                    (res, r.metrics().clone())
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        let res = first.run();
+        let mut total = first.metrics().clone();
+        for h in handles {
+            match h.join() {
+                Ok((r, m)) => {
+                    total.add(&m);
+                    r?;
+                }
+                Err(_) => return Err(io::Error::other("a reactor thread panicked")),
+            }
+        }
+        drop(board);
+        res.map(|_| total)
+    }
+}
+
+/// Installs SIGTERM/SIGINT handling: the first signal sends `STOPPING=1` and starts a graceful
+/// shutdown, a second one exits at once (status 1).
+pub fn handle_signals(control: Arc<Control>) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("wsecho-signals".into()).spawn(move || {
+        let mut seen = 0;
+        for sig in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                info!("signal {sig}: graceful shutdown (a second signal exits at once)");
+                if let Err(e) = notify::notify("STOPPING=1") {
+                    warn!("sd_notify STOPPING: {e}");
+                }
+                control.shutdown();
+            } else {
+                warn!("signal {sig} again: exiting now");
+                std::process::exit(1);
+            }
+        }
+    })?;
+    Ok(())
+}
