@@ -10,28 +10,28 @@
 /// bytes that follow `buf` (the key rotated left by `buf.len() % 4`).
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) -> [u8; 4] {
-    let mut key = mask;
+    // The key as a little-endian word: its low byte applies to the next payload byte, and moving
+    // on by one byte is a rotation by 8 bits (no array shuffling in the byte loops).
+    let mut key = u32::from_le_bytes(mask);
     // Byte loop until the pointer is 8-byte aligned.
     let head = buf.as_ptr().align_offset(8).min(buf.len());
     let (front, rest) = buf.split_at_mut(head);
     for b in front.iter_mut() {
-        *b ^= key[0];
-        key.rotate_left(1);
+        *b ^= key as u8;
+        key = key.rotate_right(8);
     }
-    let k4 = u32::from_ne_bytes(key) as u64;
-    // The 4-byte key repeated twice, in memory order (the same on either endianness).
-    let k8 = k4 | (k4 << 32);
+    let k8 = u64::from(key) | (u64::from(key) << 32);
     let mut chunks = rest.chunks_exact_mut(8);
     for c in &mut chunks {
-        // chunks_exact_mut guarantees 8 bytes; try_into cannot fail.
+        // chunks_exact_mut yields exactly 8 bytes, so the conversion cannot fail.
         let arr: &mut [u8; 8] = c.try_into().expect("chunk of 8");
-        *arr = (u64::from_ne_bytes(*arr) ^ k8).to_ne_bytes();
+        *arr = (u64::from_le_bytes(*arr) ^ k8).to_le_bytes();
     }
     for b in chunks.into_remainder() {
-        *b ^= key[0];
-        key.rotate_left(1);
+        *b ^= key as u8;
+        key = key.rotate_right(8);
     }
-    key
+    key.to_le_bytes()
 }
 
 /// The obvious byte loop; the reference the fast path is tested against.
