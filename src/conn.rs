@@ -179,6 +179,8 @@ pub struct Connection<S: Socket = TcpStream> {
     out_started: bool,
     /// Reading stopped until output drains.
     paused: bool,
+    /// The peer hung up (EPOLLRDHUP / error seen): read until end of stream even after a short read.
+    hup: bool,
     /// Refuse the upgrade with 503 (accepted beyond `--max-connections`).
     overloaded: bool,
     /// Masking key, rotated to the next payload byte.
@@ -223,6 +225,7 @@ impl<S: Socket> Connection<S> {
             msg: OpCode::Continuation,
             out_started: false,
             paused: false,
+            hup: false,
             overloaded,
             mask: [0; 4],
             utf8: Utf8Validator::new(),
@@ -348,6 +351,12 @@ impl<S: Socket> Connection<S> {
         }
     }
 
+    /// Records that the peer hung up (or the socket reported an error), so that reads go on until
+    /// they see the end of stream or the error.
+    pub fn note_hangup(&mut self) {
+        self.hup = true;
+    }
+
     /// Whether reading is paused for backpressure.
     pub fn is_paused(&self) -> bool {
         self.paused
@@ -370,13 +379,16 @@ impl<S: Socket> Connection<S> {
             Err(_) => return Step::Done(Next::Close),
         };
         sh.metrics.bytes_in += n as u64;
-        let short = match self.inbuf.as_ref() {
+        let filled = match self.inbuf.as_ref() {
             Some(hb) => {
                 self.in_len += n as u16;
-                self.in_len as usize != hb.len() && n < MAX_HEAD
+                self.in_len as usize == hb.len()
             }
-            None => n < MAX_HEAD,
+            None => n == MAX_HEAD,
         };
+        // A short read proves the socket drained, unless the peer also hung up: then read on
+        // until the end of stream is seen (edge-triggered: no further event will announce it).
+        let short = !filled && !self.hup;
         // Parse from wherever the head is.
         let (head, total): (&[u8], usize) = match self.inbuf.as_ref() {
             Some(hb) => (&hb[..self.in_len as usize], self.in_len as usize),
@@ -533,7 +545,7 @@ impl<S: Socket> Connection<S> {
         self.decode(sh, start, PAD + n);
         match self.flush_staged(sh) {
             Next::Keep if n == budget && self.phase == Phase::Open => Step::More,
-            Next::Keep if self.phase == Phase::Open => Step::Done(Next::Keep), // short read: drained
+            Next::Keep if self.phase == Phase::Open && !self.hup => Step::Done(Next::Keep), // short read: drained
             Next::Keep => Step::More, // closing: go on reading (to discard) until WouldBlock
             other => Step::Done(other),
         }
@@ -547,7 +559,7 @@ impl<S: Socket> Connection<S> {
             Ok(0) => Step::Done(self.on_eof(sh)),
             Ok(n) => {
                 sh.metrics.bytes_in += n as u64;
-                if n < cap {
+                if n < cap && !self.hup {
                     Step::Done(Next::Keep)
                 } else {
                     Step::More

@@ -163,39 +163,45 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, HandshakeError> 
     if req.version != Some(1) {
         return Err(HandshakeError::HttpVersion);
     }
-    let (mut host, mut upgrade, mut connection, mut key, mut version) = (None, None, None, None, None);
+    // Upgrade and Connection are lists that may be split over several header lines
+    // (RFC 9110 §5.3): a token on any of the lines counts.
+    let (mut host, mut upgrade_seen, mut upgrade_ok, mut connection_ok) = (false, false, false, false);
+    let (mut key, mut keys, mut version) = (None, 0, None);
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
-            host = Some(h.value);
+            host = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade = Some(h.value);
+            upgrade_seen = true;
+            upgrade_ok |= has_token(h.value, b"websocket");
         } else if name.eq_ignore_ascii_case(b"connection") {
-            connection = Some(h.value);
+            connection_ok |= has_token(h.value, b"upgrade");
         } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
             key = Some(h.value);
+            keys += 1;
         } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
             version = Some(h.value);
         }
     }
     let path = req.path.unwrap_or("/");
-    if upgrade.is_none() && key.is_none() && version.is_none() {
+    if !upgrade_seen && key.is_none() && version.is_none() {
         // A plain GET: let the caller serve /metrics or /healthz, or answer it.
         return Ok(Some(Request::Plain { path, head_len }));
     }
-    if host.is_none() {
+    if !host {
         return Err(HandshakeError::MissingHost);
     }
-    if !upgrade.is_some_and(|u| has_token(u, b"websocket")) {
+    if !upgrade_ok {
         return Err(HandshakeError::BadUpgrade);
     }
-    if !connection.is_some_and(|c| has_token(c, b"upgrade")) {
+    if !connection_ok {
         return Err(HandshakeError::BadConnection);
     }
     if version.map(|v| v.trim_ascii()) != Some(b"13") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = key.map(|k| k.trim_ascii()).ok_or(HandshakeError::BadKey)?;
+    // Exactly one key (a repeated key is ambiguous).
+    let key = key.filter(|_| keys == 1).map(|k| k.trim_ascii()).ok_or(HandshakeError::BadKey)?;
     let mut decoded = [0u8; 18];
     match STANDARD.decode_slice(key, &mut decoded) {
         Ok(16) => {}

@@ -267,7 +267,13 @@ impl Reactor {
                 LISTENER => accept = true,
                 WAKER => {}
                 Token(k) => {
-                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let hup = ev.is_read_closed() || ev.is_error();
+                    if hup {
+                        if let Some(c) = self.conns.get_mut(k) {
+                            c.note_hangup();
+                        }
+                    }
+                    let readable = ev.is_readable() || hup;
                     let writable = ev.is_writable() || ev.is_write_closed();
                     self.dispatch(k, readable, writable);
                 }
