@@ -45,7 +45,8 @@ fn rfc_sample_key_gets_rfc_sample_accept() {
 #[test]
 fn valid_request_variants_are_accepted() {
     let addr = start(|_| {});
-    let variants: Vec<(&str, Box<dyn Fn(Request) -> Request>)> = vec![
+    type Edit = Box<dyn Fn(Request) -> Request>;
+    let variants: Vec<(&str, Edit)> = vec![
         ("Upgrade: WebSocket", Box::new(|r| r.set("Upgrade", "WebSocket"))),
         ("Upgrade: WEBSOCKET", Box::new(|r| r.set("Upgrade", "WEBSOCKET"))),
         ("Connection: keep-alive, Upgrade", Box::new(|r| r.set("Connection", "keep-alive, Upgrade"))),

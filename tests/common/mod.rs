@@ -118,7 +118,7 @@ impl Rng {
     }
 }
 
-static GLOBAL_RNG: AtomicU64 = AtomicU64::new(0x5EED_0F_7E57);
+static GLOBAL_RNG: AtomicU64 = AtomicU64::new(0x005E_ED0F_7E57);
 
 /// A "random-ish" masking key; different on every call.
 pub fn random_mask() -> [u8; 4] {
