@@ -1,0 +1,507 @@
+//! Command line of `wsbench`: the option set, its `--help` text, value parsing (sizes, durations,
+//! the `ws://` URL) and the checks that need nothing but the arguments.
+//!
+//! Owns [`Config`], the immutable description of one run that every other module reads. It does
+//! not resolve host names, look at system limits or plan source addresses (see `net`), and it
+//! never touches sockets.
+
+#[cfg(test)]
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lexopt::ValueExt as _;
+
+/// What each connection does once upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Closed loop: keep `pipeline` messages in flight per active connection, verify every echo.
+    Echo,
+    /// Open loop: `rate` messages per second over the active connections, latency measured from
+    /// the scheduled send time.
+    Rate,
+    /// Open and upgrade the connections, hold them for `duration`, send nothing.
+    Idle,
+}
+
+impl Mode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Rate => "rate",
+            Mode::Idle => "idle",
+        }
+    }
+}
+
+/// Everything one run needs to know, as given on the command line (with defaults filled in).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The URL as given.
+    pub url: String,
+    /// `host[:port]` from the URL, sent as the `Host` header.
+    pub host_header: String,
+    /// Host part of the URL (no brackets), to resolve.
+    pub host: String,
+    /// Port from the URL (80 when absent).
+    pub port: u16,
+    /// Request target, starting with `/`.
+    pub path: String,
+    pub mode: Mode,
+    pub connections: usize,
+    /// Connections that send messages (the rest stay idle); `connections` unless `--active`.
+    pub active: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Text (`--text`) or binary (default) messages.
+    pub text: bool,
+    /// Echo mode: messages in flight per connection. Rate mode: the most a connection may have in
+    /// flight before scheduled messages wait in the backlog.
+    pub pipeline: usize,
+    /// Rate mode: messages per second over all active connections.
+    pub rate: f64,
+    /// Measured time (after ramp-up and warm-up); hold time in idle mode.
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// New connections per second over all workers; `None` = as fast as `max_pending` allows.
+    pub connect_rate: Option<f64>,
+    /// Connects plus handshakes in progress at once, per event loop.
+    pub max_pending: usize,
+    /// Limit for TCP connect plus upgrade of one connection.
+    pub connect_timeout: Duration,
+    /// Limit for the whole ramp-up (after it, connections not yet opened are given up).
+    pub ramp_timeout: Duration,
+    /// How long to wait for close handshakes at the end.
+    pub close_timeout: Duration,
+    /// Event loops (threads) per process.
+    pub threads: usize,
+    /// Forked worker processes.
+    pub processes: usize,
+    /// Source addresses to bind; empty = automatic.
+    pub source_ips: Vec<std::net::IpAddr>,
+    pub json: Option<PathBuf>,
+    /// File created (with `n=N`) once every connection is upgraded.
+    pub ready_file: Option<PathBuf>,
+    /// No progress lines on stderr.
+    pub quiet: bool,
+}
+
+pub const HELP: &str = "\
+wsbench - load harness for WebSocket echo servers (mio, single-threaded by default)
+
+USAGE:
+    wsbench [OPTIONS] ws://HOST:PORT/PATH
+
+MODES (--mode):
+    echo   (default) closed loop: every active connection keeps --pipeline messages of --size
+           bytes in flight and verifies every echoed message byte for byte
+    rate   open loop: --rate messages/s spread over the active connections; latency is measured
+           from each message's scheduled send time (no coordinated omission)
+    idle   open and upgrade --connections, hold them for --duration, send nothing (for memory
+           measurements); see ALL_UPGRADED below
+
+LOAD:
+    -m, --mode MODE            echo | rate | idle                              [default: echo]
+    -c, --connections N        connections to open (100k+ works, see --processes) [default: 100]
+        --active N             only N of the connections send messages; the rest stay open and
+                               idle                                            [default: all]
+    -s, --size BYTES           payload bytes per message; suffixes k/KiB, m/MiB  [default: 20]
+        --binary               binary messages                                 [default]
+        --text                 text messages (ASCII payload)
+    -k, --pipeline K           echo: messages in flight per connection         [default: 1]
+                               rate: most in flight per connection before messages wait in the
+                               backlog                                         [default: 16]
+    -r, --rate R               rate mode: messages per second, all connections together
+
+TIMING (seconds, fractions allowed):
+    -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
+                                                                               [default: 10]
+        --warmup SECS          run this long after ramp-up before measuring    [default: 0]
+        --connect-rate R       open at most R connections per second (ramp-up) [default: no limit]
+        --max-pending N        connects+handshakes in progress at once, per loop [default: 512]
+        --connect-timeout SECS limit for TCP connect + upgrade of one connection [default: 10]
+        --ramp-timeout SECS    limit for the whole ramp-up                     [default: 120]
+        --close-timeout SECS   wait for close handshakes at the end
+                                               [default: 2 + 1 per 20,000 connections]
+
+SCALE:
+    -t, --threads N            event loops (threads) per process               [default: 1]
+    -p, --processes P          fork P worker processes, each with its own event loop(s) and share
+                               of the connections; the parent aggregates       [default: 1]
+        --source-ips A,B,...   bind connections to these source addresses, round robin
+                               (default: automatic; 127.0.0.1, .2, ... when the target is on
+                               loopback and the connections exceed 40% of the ephemeral port
+                               range, beyond which Linux connect() slows down)
+
+OUTPUT:
+        --json FILE            also write the result as JSON
+        --ready-file PATH      create PATH (containing n=N) once all connections are upgraded
+    -q, --quiet                no progress lines on stderr
+    -h, --help                 print this help
+    -V, --version              print the version
+
+A progress line goes to stderr once a second; the result table goes to stdout. Marker lines for
+scripts go to stdout, each flushed at once: `ALL_UPGRADED n=N` when every connection is upgraded
+(or `UPGRADE_INCOMPLETE upgraded=U n=N` when the ramp-up ended with some missing), then
+`MEASURE_START msgs=M` and `MEASURE_END msgs=M` around the measured window (M = messages echoed
+so far; sample e.g. server CPU time at both and divide by the difference).
+Ctrl-C (SIGINT) or SIGTERM stops the run early: connections are closed and the partial result is
+printed. The total run time is ramp-up + warm-up + duration + at most --close-timeout.
+
+EXIT STATUS:
+    0  every echo matched, no connection was lost or failed to open/upgrade
+    1  echo mismatches, lost connections (closed by the server, reset, EOF before our close), or
+       connections that could not be opened or upgraded
+    2  bad usage, or the run cannot fit the limits (open files per process, ports)
+";
+
+/// A command line that cannot be run; printed as `wsbench: <msg>` with exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+impl From<String> for UsageError {
+    fn from(e: String) -> Self {
+        UsageError(e)
+    }
+}
+
+impl From<&str> for UsageError {
+    fn from(e: &str) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+/// What `parse` found: a run, or a request for help/version.
+pub enum Parsed {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// Parses the process arguments.
+pub fn parse_env() -> Result<Parsed, UsageError> {
+    parse(lexopt::Parser::from_env())
+}
+
+/// Parses an argument list (without the program name); used by the unit tests.
+#[cfg(test)]
+pub fn parse_from<I, S>(args: I) -> Result<Parsed, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    parse(lexopt::Parser::from_args(args))
+}
+
+fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
+    use lexopt::Arg::{Long, Short, Value};
+
+    let mut url: Option<String> = None;
+    let mut mode = Mode::Echo;
+    let mut connections = 100usize;
+    let mut active: Option<usize> = None;
+    let mut size = 20usize;
+    let mut text = false;
+    let mut pipeline: Option<usize> = None;
+    let mut rate: Option<f64> = None;
+    let mut duration = Duration::from_secs(10);
+    let mut warmup = Duration::ZERO;
+    let mut connect_rate = None;
+    let mut max_pending = 512usize;
+    let mut connect_timeout = Duration::from_secs(10);
+    let mut ramp_timeout = Duration::from_secs(120);
+    let mut close_timeout = None;
+    let mut threads = 1usize;
+    let mut processes = 1usize;
+    let mut source_ips = Vec::new();
+    let mut json = None;
+    let mut ready_file = None;
+    let mut quiet = false;
+
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
+            Short('m') | Long("mode") => {
+                mode = match p.value()?.string()?.as_str() {
+                    "echo" => Mode::Echo,
+                    "rate" => Mode::Rate,
+                    "idle" => Mode::Idle,
+                    other => return Err(format!("unknown mode '{other}' (echo, rate or idle)").into()),
+                }
+            }
+            Short('c') | Long("connections") => connections = count(&mut p, "--connections")?,
+            Long("active") => active = Some(count(&mut p, "--active")?),
+            Short('s') | Long("size") => size = parse_size(&p.value()?.string()?)?,
+            Long("binary") => text = false,
+            Long("text") => text = true,
+            Short('k') | Long("pipeline") => pipeline = Some(count(&mut p, "--pipeline")?),
+            Short('r') | Long("rate") => rate = Some(positive(&mut p, "--rate")?),
+            Short('d') | Long("duration") => duration = secs(&mut p, "--duration")?,
+            Long("warmup") => warmup = secs(&mut p, "--warmup")?,
+            Long("connect-rate") => connect_rate = Some(positive(&mut p, "--connect-rate")?),
+            Long("max-pending") => max_pending = count(&mut p, "--max-pending")?,
+            Long("connect-timeout") => connect_timeout = secs(&mut p, "--connect-timeout")?,
+            Long("ramp-timeout") => ramp_timeout = secs(&mut p, "--ramp-timeout")?,
+            Long("close-timeout") => close_timeout = Some(secs(&mut p, "--close-timeout")?),
+            Short('t') | Long("threads") => threads = count(&mut p, "--threads")?,
+            Short('p') | Long("processes") => processes = count(&mut p, "--processes")?,
+            Long("source-ips") => {
+                for part in p.value()?.string()?.split(',').filter(|s| !s.trim().is_empty()) {
+                    let ip = part.trim().parse().map_err(|_| format!("--source-ips: '{part}' is not an IP address"))?;
+                    source_ips.push(ip);
+                }
+                if source_ips.is_empty() {
+                    return Err("--source-ips needs at least one address".into());
+                }
+            }
+            Long("json") => json = Some(PathBuf::from(p.value()?)),
+            Long("ready-file") | Long("hold-file") => ready_file = Some(PathBuf::from(p.value()?)),
+            Short('q') | Long("quiet") => quiet = true,
+            Value(v) if url.is_none() => url = Some(v.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+
+    let url = url.ok_or("missing the server URL (ws://HOST:PORT/PATH); see --help")?;
+    let (host, port, host_header, path) = parse_url(&url)?;
+    let active = active.unwrap_or(connections);
+    if active > connections {
+        return Err(format!("--active {active} is more than --connections {connections}").into());
+    }
+    if connections == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    let pipeline = pipeline.unwrap_or(if mode == Mode::Rate { 16 } else { 1 });
+    if pipeline > 4096 {
+        return Err("--pipeline must be at most 4096".into());
+    }
+    if (pipeline as u64).saturating_mul(size as u64) > (1u64 << 31) {
+        return Err("--pipeline x --size must stay under 2 GiB".into());
+    }
+    let rate = match (mode, rate) {
+        (Mode::Rate, Some(r)) => r,
+        (Mode::Rate, None) => return Err("--mode rate needs --rate R (messages per second)".into()),
+        (_, Some(_)) => return Err("--rate only applies to --mode rate".into()),
+        (_, None) => 0.0,
+    };
+    if processes > 1024 || threads > 256 {
+        return Err("--processes is limited to 1024 and --threads to 256".into());
+    }
+    if processes * threads > connections {
+        return Err(format!(
+            "{} event loops ({processes} processes x {threads} threads) for {connections} connections: \
+             use fewer processes or threads",
+            processes * threads
+        )
+        .into());
+    }
+    // 100k close handshakes take a few seconds on two cores; the bound grows with the count.
+    let close_timeout = close_timeout
+        .unwrap_or_else(|| Duration::from_secs(2) + Duration::from_secs_f64(connections as f64 / 20_000.0));
+    Ok(Parsed::Run(Box::new(Config {
+        url,
+        host_header,
+        host,
+        port,
+        path,
+        mode,
+        connections,
+        active,
+        size,
+        text,
+        pipeline,
+        rate,
+        duration,
+        warmup,
+        connect_rate,
+        max_pending,
+        connect_timeout,
+        ramp_timeout,
+        close_timeout,
+        threads,
+        processes,
+        source_ips,
+        json,
+        ready_file,
+        quiet,
+    })))
+}
+
+fn count(p: &mut lexopt::Parser, name: &str) -> Result<usize, UsageError> {
+    let s = p.value()?.string()?;
+    let s2: String = s.chars().filter(|&c| c != '_').collect();
+    let v = if let Some(k) = s2.strip_suffix(['k', 'K']) {
+        k.parse::<usize>().ok().and_then(|v| v.checked_mul(1000))
+    } else {
+        s2.parse::<usize>().ok()
+    };
+    match v {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(format!("{name}: '{s}' is not a positive whole number").into()),
+    }
+}
+
+fn positive(p: &mut lexopt::Parser, name: &str) -> Result<f64, UsageError> {
+    let s = p.value()?.string()?;
+    let s2: String = s.chars().filter(|&c| c != '_').collect();
+    let v = if let Some(k) = s2.strip_suffix(['k', 'K']) {
+        k.parse::<f64>().ok().map(|v| v * 1000.0)
+    } else {
+        s2.parse::<f64>().ok()
+    };
+    match v {
+        Some(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{name}: '{s}' is not a positive number").into()),
+    }
+}
+
+fn secs(p: &mut lexopt::Parser, name: &str) -> Result<Duration, UsageError> {
+    let s = p.value()?.string()?;
+    parse_secs(&s).ok_or_else(|| format!("{name}: '{s}' is not a number of seconds").into())
+}
+
+/// `10`, `2.5`, `10s`, `500ms`.
+pub fn parse_secs(s: &str) -> Option<Duration> {
+    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e-3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    if !v.is_finite() || v < 0.0 || v * scale > 1e7 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(v * scale))
+}
+
+/// `20`, `1k`/`1KiB` (1024), `16m`/`16MiB`, `1g`.
+pub fn parse_size(s: &str) -> Result<usize, UsageError> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("kib", 1usize << 10),
+        ("mib", 1 << 20),
+        ("gib", 1 << 30),
+        ("kb", 1 << 10),
+        ("mb", 1 << 20),
+        ("gb", 1 << 30),
+        ("k", 1 << 10),
+        ("m", 1 << 20),
+        ("g", 1 << 30),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|&(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), m)))
+    .unwrap_or((lower.clone(), 1));
+    let v: usize = num.parse().map_err(|_| format!("--size: '{s}' is not a size (e.g. 20, 1k, 16MiB)"))?;
+    v.checked_mul(mult)
+        .filter(|&v| v <= 1 << 31)
+        .ok_or_else(|| format!("--size: '{s}' is too large (at most 2 GiB)").into())
+}
+
+/// Splits `ws://host[:port][/path]` into (host, port, Host header, path).
+pub fn parse_url(url: &str) -> Result<(String, u16, String, String), UsageError> {
+    let rest = if let Some(r) = url.strip_prefix("ws://") {
+        r
+    } else if url.starts_with("wss://") {
+        return Err("wss:// (TLS) is not supported; use ws://".into());
+    } else {
+        return Err(format!("'{url}' is not a ws:// URL").into());
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("'{url}': missing host (or user info, which is not supported)").into());
+    }
+    let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+        let end = r.find(']').ok_or_else(|| format!("'{url}': unclosed '['"))?;
+        let host = &r[..end];
+        let after = &r[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("'{url}': bad port"))?,
+            None if after.is_empty() => 80,
+            None => return Err(format!("'{url}': bad authority").into()),
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("'{url}': bad port '{p}'"))?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("'{url}': missing host").into());
+    }
+    if authority.len() + path.len() > 4096 {
+        return Err("the URL is longer than 4096 bytes".into());
+    }
+    Ok((host, port, authority.to_string(), path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        match parse_from(args.iter().copied()) {
+            Ok(Parsed::Run(c)) => *c,
+            Ok(_) => panic!("help/version"),
+            Err(e) => panic!("{}", e.0),
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let (h, p, hh, path) = parse_url("ws://127.0.0.1:9001/echo?x=1").unwrap();
+        assert_eq!((h.as_str(), p, hh.as_str(), path.as_str()), ("127.0.0.1", 9001, "127.0.0.1:9001", "/echo?x=1"));
+        let (h, p, _, path) = parse_url("ws://localhost").unwrap();
+        assert_eq!((h.as_str(), p, path.as_str()), ("localhost", 80, "/"));
+        let (h, p, _, _) = parse_url("ws://[::1]:81/").unwrap();
+        assert_eq!((h.as_str(), p), ("::1", 81));
+        assert!(parse_url("http://x/").is_err());
+        assert!(parse_url("wss://x/").is_err());
+        assert!(parse_url("ws://:80/").is_err());
+        assert!(parse_url("ws://h:99999/").is_err());
+    }
+
+    #[test]
+    fn sizes_and_secs() {
+        assert_eq!(parse_size("20").unwrap(), 20);
+        assert_eq!(parse_size("1k").unwrap(), 1024);
+        assert_eq!(parse_size("16KiB").unwrap(), 16384);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("3g").is_err());
+        assert_eq!(parse_secs("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_secs("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_secs("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_secs("-1"), None);
+    }
+
+    #[test]
+    fn defaults_and_checks() {
+        let c = cfg(&["ws://127.0.0.1:1/"]);
+        assert_eq!((c.mode, c.connections, c.active, c.size, c.pipeline), (Mode::Echo, 100, 100, 20, 1));
+        let c = cfg(&["--mode", "rate", "--rate", "10k", "-c", "18k", "--active", "1000", "ws://h:1/"]);
+        assert_eq!((c.rate, c.connections, c.active, c.pipeline), (10000.0, 18000, 1000, 16));
+        assert!(parse_from(["--mode", "rate", "ws://h:1/"]).is_err());
+        assert!(parse_from(["--rate", "5", "ws://h:1/"]).is_err());
+        assert!(parse_from(["--active", "5", "-c", "4", "ws://h:1/"]).is_err());
+        assert!(parse_from(["-p", "4", "-c", "3", "ws://h:1/"]).is_err());
+        assert!(parse_from(["--bogus", "ws://h:1/"]).is_err());
+        assert!(matches!(parse_from(["--help"]), Ok(Parsed::Help)));
+    }
+}

@@ -1,0 +1,90 @@
+//! `wsbench`: load harness for WebSocket echo servers.
+//!
+//! Entry point only: parse the command line, raise the open-file limit, plan addresses and check
+//! limits, run the event loops here or in forked workers, then print the table (and JSON) and
+//! choose the exit status. Each concern lives in its own module:
+//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `client`
+//! (one connection), `worker` (one mio loop), `monitor` (progress), `stats` (results),
+//! `proc` (signals, threads, forked workers).
+
+mod cli;
+mod client;
+mod monitor;
+mod net;
+mod proc;
+mod stats;
+mod wire;
+mod worker;
+
+use std::process::ExitCode;
+
+use cli::Parsed;
+use monitor::{Monitor, Sink};
+
+fn main() -> ExitCode {
+    let cfg = match cli::parse_env() {
+        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("wsbench {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wsbench: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = net::raise_nofile();
+    let plan = match net::plan(&cfg, nofile) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wsbench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !plan.sources.is_empty() && cfg.source_ips.is_empty() && !cfg.quiet {
+        eprintln!(
+            "wsbench: {} connections: spreading source addresses over {} (IP_BIND_ADDRESS_NO_PORT)",
+            cfg.connections,
+            plan.sources.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+        );
+    }
+    worker::init_clock();
+    proc::install_signal_handlers();
+
+    let shares = worker::split(&cfg);
+    let mut monitor = Monitor::new(Sink::Terminal, cfg.mode, cfg.quiet, cfg.ready_file.clone());
+    let result = if cfg.processes == 1 {
+        proc::run_loops(&cfg, &plan, &shares[0], &mut monitor)
+    } else {
+        proc::run_forked(&cfg, &plan, &shares, &mut monitor)
+    };
+    let stats = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsbench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    {
+        // Not print!: a closed stdout (`| head`) must not turn into a panic.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(stats::table(&cfg, &stats).as_bytes());
+        let _ = out.flush();
+    }
+    if let Some(path) = &cfg.json {
+        if let Err(e) = std::fs::write(path, stats::json(&cfg, &stats)) {
+            eprintln!("wsbench: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if stats.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

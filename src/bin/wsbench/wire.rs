@@ -1,0 +1,457 @@
+//! The WebSocket wire format as a load client needs it: the upgrade request and the check of the
+//! 101 response (RFC 6455 §4.1), the header of a server frame (§5.2), and the precomputed, masked
+//! frames that connections send.
+//!
+//! This is deliberately an independent implementation, not `wsecho::frame`/`wsecho::handshake`:
+//! a harness that shares the server's codec cannot catch a bug in it (both sides would agree on
+//! the wrong bytes). It owns no sockets and no connection state (see `client`); nothing here
+//! allocates except [`Workload::new`], once per process.
+
+use base64::Engine as _;
+use sha1::Digest as _;
+
+pub const OP_CONTINUATION: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// The longest frame header: 2 bytes, 8 of extended length, 4 of masking key.
+pub const MAX_HEADER: usize = 14;
+
+/// A decoded header of a frame from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub fin: bool,
+    pub opcode: u8,
+    pub len: u64,
+    /// Header length in bytes.
+    pub hlen: usize,
+}
+
+/// A server frame header that breaks RFC 6455; each is a protocol error for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    ReservedBits,
+    ReservedOpcode,
+    /// §5.1: a server must not mask frames.
+    Masked,
+    FragmentedControl,
+    ControlTooLong,
+    LengthOverflow,
+}
+
+impl HeaderError {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderError::ReservedBits => "reserved bits set",
+            HeaderError::ReservedOpcode => "reserved opcode",
+            HeaderError::Masked => "masked server frame",
+            HeaderError::FragmentedControl => "fragmented control frame",
+            HeaderError::ControlTooLong => "control frame over 125 bytes",
+            HeaderError::LengthOverflow => "64-bit length with top bit set",
+        }
+    }
+}
+
+/// Decodes a server frame header at the start of `buf`; `Ok(None)` when more bytes are needed.
+pub fn decode_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    if b0 & 0x70 != 0 {
+        return Err(HeaderError::ReservedBits);
+    }
+    let opcode = b0 & 0x0f;
+    if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) {
+        return Err(HeaderError::ReservedOpcode);
+    }
+    if b1 & 0x80 != 0 {
+        return Err(HeaderError::Masked);
+    }
+    let fin = b0 & 0x80 != 0;
+    let len7 = b1 & 0x7f;
+    if opcode & 0x8 != 0 {
+        if !fin {
+            return Err(HeaderError::FragmentedControl);
+        }
+        if len7 > 125 {
+            return Err(HeaderError::ControlTooLong);
+        }
+    }
+    match len7 {
+        126 => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            let len = u64::from(u16::from_be_bytes([buf[2], buf[3]]));
+            Ok(Some(Header { fin, opcode, len, hlen: 4 }))
+        }
+        127 => {
+            if buf.len() < 10 {
+                return Ok(None);
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            let len = u64::from_be_bytes(b);
+            if len >> 63 != 0 {
+                return Err(HeaderError::LengthOverflow);
+            }
+            Ok(Some(Header { fin, opcode, len, hlen: 10 }))
+        }
+        n => Ok(Some(Header { fin, opcode, len: u64::from(n), hlen: 2 })),
+    }
+}
+
+/// Writes a masked client frame header (FIN set) into `out`; returns its length.
+pub fn encode_masked_header(opcode: u8, len: u64, mask: [u8; 4], out: &mut [u8; MAX_HEADER]) -> usize {
+    out[0] = 0x80 | opcode;
+    let n = if len < 126 {
+        out[1] = 0x80 | len as u8;
+        2
+    } else if len <= 0xffff {
+        out[1] = 0x80 | 126;
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        out[1] = 0x80 | 127;
+        out[2..10].copy_from_slice(&len.to_be_bytes());
+        10
+    };
+    out[n..n + 4].copy_from_slice(&mask);
+    n + 4
+}
+
+/// XORs `buf` with `mask` (key byte `i % 4` for byte `i`). Only used when precomputing frames.
+pub fn mask_bytes(buf: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// A complete masked client frame (control frames: at most 125 bytes of payload).
+pub fn masked_control_frame(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut [u8; 131]) -> usize {
+    debug_assert!(payload.len() <= 125);
+    let mut h = [0u8; MAX_HEADER];
+    let hl = encode_masked_header(opcode, payload.len() as u64, mask, &mut h);
+    out[..hl].copy_from_slice(&h[..hl]);
+    out[hl..hl + payload.len()].copy_from_slice(payload);
+    mask_bytes(&mut out[hl..hl + payload.len()], mask);
+    hl + payload.len()
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &[u8]) -> [u8; 28] {
+    let mut h = sha1::Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = h.finalize();
+    let mut out = [0u8; 28];
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest.as_slice(), &mut out)
+        .expect("20 bytes encode to 28");
+    debug_assert_eq!(n, 28);
+    out
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (24 characters).
+pub fn new_key(rng: &mut Rng) -> [u8; 24] {
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    raw[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    let mut out = [0u8; 24];
+    base64::engine::general_purpose::STANDARD.encode_slice(raw, &mut out).expect("16 bytes encode to 24");
+    out
+}
+
+/// Appends the upgrade request for `key` to `out`.
+pub fn write_request(out: &mut Vec<u8>, host: &str, path: &str, key: &[u8; 24]) {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(
+        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ",
+    );
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Why an upgrade response was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// A complete response with a status other than 101.
+    Status(u16),
+    /// Not parseable as an HTTP response.
+    Malformed,
+    /// 101 without `Upgrade: websocket` / `Connection: upgrade`.
+    MissingUpgrade,
+    /// 101 with a missing or wrong `Sec-WebSocket-Accept`.
+    BadAccept,
+    /// 101 with a `Sec-WebSocket-Extensions` or `-Protocol` we did not ask for.
+    UnrequestedExtension,
+    /// Response head over 8 KiB.
+    TooLarge,
+}
+
+impl HandshakeError {
+    /// The key the failure is counted under.
+    pub fn label(&self) -> String {
+        match self {
+            HandshakeError::Status(s) => format!("status {s}"),
+            HandshakeError::Malformed => "malformed response".into(),
+            HandshakeError::MissingUpgrade => "missing upgrade headers".into(),
+            HandshakeError::BadAccept => "bad Sec-WebSocket-Accept".into(),
+            HandshakeError::UnrequestedExtension => "unrequested extension/protocol".into(),
+            HandshakeError::TooLarge => "response too large".into(),
+        }
+    }
+}
+
+/// Checks an upgrade response; `Ok(None)` while incomplete, else the length of the response head
+/// (bytes after it are WebSocket frames).
+pub fn check_response(buf: &[u8], key: &[u8; 24]) -> Result<Option<usize>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > 8192 { Err(HandshakeError::TooLarge) } else { Ok(None) };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge),
+        Err(_) => return Err(HandshakeError::Malformed),
+    };
+    let code = resp.code.unwrap_or(0);
+    if code != 101 {
+        return Err(HandshakeError::Status(code));
+    }
+    let (mut upgrade, mut connection, mut accept_ok) = (false, false, false);
+    let want = accept_key(key);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade |= trim(h.value).eq_ignore_ascii_case(b"websocket");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection |= h.value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(b"upgrade"));
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+            accept_ok = trim(h.value) == want;
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-extensions")
+            || h.name.eq_ignore_ascii_case("sec-websocket-protocol")
+        {
+            return Err(HandshakeError::UnrequestedExtension);
+        }
+    }
+    if !upgrade || !connection {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !accept_ok {
+        return Err(HandshakeError::BadAccept);
+    }
+    Ok(Some(n))
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    &v[s..e]
+}
+
+/// xorshift64* — fast, seedable, good enough for keys, masks and payload bytes.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // splitmix64 of the seed, so that nearby seeds give unrelated streams; never zero.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    /// Seeded from the kernel's random source (falls back to time and pid).
+    pub fn from_os(salt: u64) -> Rng {
+        let mut b = [0u8; 8];
+        // SAFETY: getrandom writes at most b.len() bytes into b.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        let mut seed = u64::from_le_bytes(b);
+        if n != 8 {
+            let t =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+            seed = t ^ (u64::from(std::process::id()) << 32);
+        }
+        Rng::new(seed ^ salt.wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// One payload and `pipeline` copies of its masked frame back to back, so that any number of
+/// queued messages (up to `pipeline`) is one contiguous slice for a single `write`.
+pub struct Variant {
+    /// The payload every echo is compared against.
+    pub payload: Box<[u8]>,
+    /// `pipeline` copies of header + masked payload.
+    pub frames: Box<[u8]>,
+}
+
+/// The messages of one run, built once per process and shared read-only by every event loop.
+///
+/// Connections use [`Variant`]s round robin (up to 8, fewer for large messages), so neighbouring
+/// connections send different bytes and a server that mixes up its connections' buffers is caught.
+pub struct Workload {
+    pub variants: Vec<Variant>,
+    /// Header + payload of one frame.
+    pub frame_len: usize,
+    /// Opcode of the messages (text or binary).
+    pub opcode: u8,
+    /// Payload length.
+    pub size: usize,
+    /// Our close frame (code 1000), masked.
+    pub close_frame: [u8; 8],
+}
+
+impl Workload {
+    /// Builds the variants. `pipeline` is the number of frame copies per variant; 0 (idle) builds
+    /// no frames.
+    pub fn new(size: usize, text: bool, pipeline: usize, rng: &mut Rng) -> Workload {
+        let opcode = if text { OP_TEXT } else { OP_BINARY };
+        let mut hdr = [0u8; MAX_HEADER];
+        let hlen = encode_masked_header(opcode, size as u64, [0; 4], &mut hdr);
+        let frame_len = hlen + size;
+        // Keep payloads + frames of all variants under ~64 MiB.
+        let per_variant = frame_len.saturating_mul(pipeline).saturating_add(size).max(1);
+        let nvar = ((64usize << 20) / per_variant).clamp(1, 8);
+        let mut variants = Vec::with_capacity(nvar);
+        for _ in 0..nvar {
+            let mut payload = vec![0u8; size].into_boxed_slice();
+            let mut i = 0;
+            while i < size {
+                let r = rng.next_u64().to_le_bytes();
+                for &b in r.iter() {
+                    if i == size {
+                        break;
+                    }
+                    // Text: printable ASCII (valid UTF-8); binary: every byte value.
+                    payload[i] = if text { b' ' + (b % 95) } else { b };
+                    i += 1;
+                }
+            }
+            let mask = (rng.next_u64() as u32).to_le_bytes();
+            let mut frames = vec![0u8; frame_len * pipeline].into_boxed_slice();
+            if pipeline > 0 {
+                let hl = encode_masked_header(opcode, size as u64, mask, &mut hdr);
+                let first = &mut frames[..frame_len];
+                first[..hl].copy_from_slice(&hdr[..hl]);
+                first[hl..].copy_from_slice(&payload);
+                mask_bytes(&mut first[hl..], mask);
+                for k in 1..pipeline {
+                    let (a, b) = frames.split_at_mut(k * frame_len);
+                    b[..frame_len].copy_from_slice(&a[..frame_len]);
+                }
+            }
+            variants.push(Variant { payload, frames });
+        }
+        let mut close = [0u8; 131];
+        let mask = (rng.next_u64() as u32).to_le_bytes();
+        let n = masked_control_frame(OP_CLOSE, &1000u16.to_be_bytes(), mask, &mut close);
+        let mut close_frame = [0u8; 8];
+        close_frame.copy_from_slice(&close[..n]);
+        Workload { variants, frame_len, opcode, size, close_frame }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(&accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn header_round_trip_and_errors() {
+        for &len in &[0u64, 125, 126, 65535, 65536, 1 << 33] {
+            let mut h = [0u8; MAX_HEADER];
+            let n = encode_masked_header(OP_BINARY, len, [1, 2, 3, 4], &mut h);
+            // Server frames are unmasked: clear the mask bit and drop the key.
+            h[1] &= 0x7f;
+            let d = decode_header(&h[..n - 4]).unwrap().unwrap();
+            assert_eq!(d, Header { fin: true, opcode: OP_BINARY, len, hlen: n - 4 });
+            for cut in 0..n - 4 {
+                assert_eq!(decode_header(&h[..cut]), Ok(None));
+            }
+        }
+        assert_eq!(decode_header(&[0x81, 0x80]), Err(HeaderError::Masked));
+        assert_eq!(decode_header(&[0xC1, 0x00]), Err(HeaderError::ReservedBits));
+        assert_eq!(decode_header(&[0x83, 0x00]), Err(HeaderError::ReservedOpcode));
+        assert_eq!(decode_header(&[0x09, 0x00]), Err(HeaderError::FragmentedControl));
+        assert_eq!(decode_header(&[0x88, 126]), Err(HeaderError::ControlTooLong));
+        assert_eq!(decode_header(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]), Err(HeaderError::LengthOverflow));
+    }
+
+    #[test]
+    fn response_check() {
+        let key = *b"dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x88\x02\x03\xe8";
+        assert_eq!(check_response(ok, &key), Ok(Some(ok.len() - 4)));
+        assert_eq!(check_response(&ok[..40], &key), Ok(None));
+        let bad = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+                    Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOX=\r\n\r\n";
+        assert_eq!(check_response(bad, &key), Err(HandshakeError::BadAccept));
+        let e400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(check_response(e400, &key), Err(HandshakeError::Status(400)));
+        assert_eq!(check_response(b"garbage\r\n\r\n", &key), Err(HandshakeError::Malformed));
+    }
+
+    #[test]
+    fn variants_differ() {
+        let w = Workload::new(20, false, 1, &mut Rng::new(1));
+        assert_eq!(w.variants.len(), 8);
+        for i in 0..8 {
+            for j in i + 1..8 {
+                assert_ne!(w.variants[i].payload, w.variants[j].payload, "{i} {j}");
+            }
+        }
+        // 16 MiB, one in flight: payload + frame per variant, within the 64 MiB budget.
+        let w = Workload::new(16 << 20, false, 1, &mut Rng::new(1));
+        assert_eq!(w.variants.len(), 1);
+    }
+
+    #[test]
+    fn workload_frames_unmask_to_payload() {
+        let mut rng = Rng::new(7);
+        for (size, text) in [(0usize, false), (20, true), (1000, false), (70000, false)] {
+            let w = Workload::new(size, text, 3, &mut rng);
+            assert!(!w.variants.is_empty());
+            for v in &w.variants {
+                assert_eq!(v.frames.len(), 3 * w.frame_len);
+                for k in 0..3 {
+                    let f = &v.frames[k * w.frame_len..(k + 1) * w.frame_len];
+                    let mut h = [0u8; MAX_HEADER];
+                    h[..f.len().min(MAX_HEADER)].copy_from_slice(&f[..f.len().min(MAX_HEADER)]);
+                    let masked_hl = w.frame_len - size;
+                    let mask = [f[masked_hl - 4], f[masked_hl - 3], f[masked_hl - 2], f[masked_hl - 1]];
+                    let mut p = f[masked_hl..].to_vec();
+                    mask_bytes(&mut p, mask);
+                    assert_eq!(&p[..], &v.payload[..]);
+                    assert_eq!(f[0], 0x80 | w.opcode);
+                }
+                if text {
+                    assert!(std::str::from_utf8(&v.payload).is_ok());
+                }
+            }
+        }
+    }
+}

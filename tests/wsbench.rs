@@ -1,0 +1,419 @@
+//! Integration tests of the `wsbench` load harness binary.
+//!
+//! Each test runs the built binary against a server on 127.0.0.1: tiny deliberately wrong
+//! thread-per-connection WebSocket servers written here (an echo with one byte flipped, a server
+//! that closes with 1011 after the upgrade, one that refuses the upgrade with 400), and the real
+//! `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
+//! and, as a backstop, by a deadline after which the test kills it and fails. Results are read
+//! from `--json`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha1::Digest as _;
+
+/// What a test server does with each connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Upgrade correctly, echo every message with its middle byte flipped.
+    FlipByte,
+    /// Upgrade correctly, then send a close frame with code 1011 and wait for the reply.
+    Close1011,
+    /// Answer the upgrade request with `400 Bad Request`.
+    Refuse400,
+}
+
+/// Starts a thread-per-connection test server; returns its address. The accept thread lives
+/// until the test process ends; connection threads end with their connection (or a 30 s read
+/// timeout).
+fn spawn_server(behaviour: Behaviour) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = serve(stream, behaviour);
+            });
+        }
+    });
+    addr
+}
+
+fn accept_key(key: &str) -> String {
+    let mut h = sha1::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize().as_slice())
+}
+
+/// Reads one client frame: (fin, opcode, unmasked payload).
+fn read_frame(s: &mut TcpStream) -> std::io::Result<(bool, u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b)?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut mask = [0u8; 4];
+    if h[1] & 0x80 != 0 {
+        s.read_exact(&mut mask)?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload)?;
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    Ok((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
+}
+
+/// An unmasked server frame.
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n <= 0xffff => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_nodelay(true)?;
+    // The client sends nothing before it has the 101, so reading up to the blank line is exact.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+        if head.len() > 8192 {
+            return Ok(());
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case("sec-websocket-key").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    if behaviour == Behaviour::Refuse400 {
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        accept_key(&key)
+    );
+    s.write_all(resp.as_bytes())?;
+    if behaviour == Behaviour::Close1011 {
+        s.write_all(&frame(0x8, &1011u16.to_be_bytes()))?;
+    }
+    let mut msg = Vec::new();
+    let mut msg_op = 0;
+    loop {
+        let (fin, op, payload) = read_frame(&mut s)?;
+        match op {
+            0x8 => {
+                if behaviour != Behaviour::Close1011 {
+                    s.write_all(&frame(0x8, &payload))?;
+                }
+                // Close TCP first (the server's job after the close handshake).
+                return Ok(());
+            }
+            0x9 => s.write_all(&frame(0xA, &payload))?,
+            0xA => {}
+            _ if behaviour == Behaviour::Close1011 => {} // closing: data is ignored
+            _ => {
+                if op != 0 {
+                    msg_op = op;
+                    msg.clear();
+                }
+                msg.extend_from_slice(&payload);
+                if fin {
+                    if !msg.is_empty() {
+                        let mid = msg.len() / 2;
+                        msg[mid] ^= 0x20;
+                    }
+                    s.write_all(&frame(msg_op, &msg))?;
+                }
+            }
+        }
+    }
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    json: String,
+}
+
+/// Runs wsbench with `args` plus `--json FILE`; kills it and fails the test after `limit`.
+fn wsbench(name: &str, args: &[&str], limit: Duration) -> Run {
+    let json_path: PathBuf = std::env::temp_dir().join(format!("wsbench-test-{}-{name}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json_path);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsbench"))
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsbench");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for wsbench") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsbench {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = t_out.join().unwrap();
+    let stderr = t_err.join().unwrap();
+    let json = std::fs::read_to_string(&json_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&json_path);
+    Run { status, stdout, stderr, json }
+}
+
+/// The raw value of `"key": value` in wsbench's JSON (objects returned whole, `{...}`).
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let pat = format!("\"{key}\": ");
+    let start = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
+    let rest = &json[start..];
+    let end = if rest.starts_with('{') { rest.find('}').unwrap() + 1 } else { rest.find([',', '\n']).unwrap() };
+    rest[..end].trim()
+}
+
+fn num(json: &str, key: &str) -> u64 {
+    let v = field(json, key);
+    v.parse().unwrap_or_else(|_| panic!("{key} = {v} is not a count"))
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+#[test]
+fn flipped_byte_is_reported_as_echo_mismatch() {
+    let addr = spawn_server(Behaviour::FlipByte);
+    let r = wsbench("flip", &["-q", "-c", "4", "-k", "2", "-s", "100", "-d", "1", &url(addr)], Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 4, "{}", r.json);
+    assert!(num(&r.json, "echo_mismatches") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "messages"), 0, "no echo was right: {}", r.json);
+    assert!(r.stdout.contains("echo mismatches"), "{}", r.stdout);
+    assert!(r.stderr.contains("byte 50 of 100"), "the first mismatch is described: {}", r.stderr);
+}
+
+#[test]
+fn server_close_1011_is_counted_by_code() {
+    let addr = spawn_server(Behaviour::Close1011);
+    let r = wsbench("close1011", &["-q", "-c", "6", "-d", "1", &url(addr)], Duration::from_secs(60));
+    assert_eq!(field(&r.json, "closes_by_code"), r#"{"1011": 6}"#, "{}", r.json);
+    assert_eq!(num(&r.json, "lost_connections"), 6, "{}", r.json);
+    assert_eq!(r.status.code(), Some(1), "lost connections fail the run: {}", r.stdout);
+    assert!(r.stdout.contains("(1011: 6)"), "{}", r.stdout);
+}
+
+#[test]
+fn refused_upgrade_is_counted_by_status() {
+    let addr = spawn_server(Behaviour::Refuse400);
+    let r = wsbench("refuse", &["-q", "-c", "5", "-d", "1", &url(addr)], Duration::from_secs(60));
+    assert_eq!(field(&r.json, "handshake_failures_by_reason"), r#"{"status 400": 5}"#, "{}", r.json);
+    assert_eq!(num(&r.json, "upgraded"), 0);
+    assert_eq!(r.status.code(), Some(1));
+    // The readiness line still comes, saying what is missing.
+    assert!(r.stdout.contains("UPGRADE_INCOMPLETE upgraded=0 n=5"), "{}", r.stdout);
+}
+
+#[test]
+fn too_many_connections_for_the_fd_limit_exit_2() {
+    let r = wsbench("fdlimit", &["-c", "50000000", "ws://127.0.0.1:9/"], Duration::from_secs(30));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("open-file limit") && r.stderr.contains("--processes"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+}
+
+#[test]
+fn help_lists_the_options() {
+    let r = wsbench("help", &["--help"], Duration::from_secs(30));
+    assert!(r.status.success());
+    for opt in
+        ["--mode", "--connections", "--pipeline", "--rate", "--processes", "--source-ips", "--json", "ALL_UPGRADED"]
+    {
+        assert!(r.stdout.contains(opt), "--help lacks {opt}");
+    }
+}
+
+/// Starts the real server in-process on an ephemeral port.
+fn start_wsecho() -> SocketAddr {
+    let mut cfg = wsecho::config::Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let mut r = wsecho::reactor::Reactor::bind(&cfg).expect("bind wsecho");
+    let addr = r.local_addr();
+    std::thread::spawn(move || r.run());
+    addr
+}
+
+#[test]
+fn end_to_end_against_wsecho() {
+    let addr = start_wsecho();
+    // --close-timeout 30: see the elapsed_s check below.
+    let r = wsbench(
+        "e2e",
+        &["-q", "-c", "300", "-k", "2", "-s", "300", "-d", "2", "--close-timeout", "30", &url(addr)],
+        Duration::from_secs(90),
+    );
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 300, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+    assert_eq!(num(&r.json, "lost_connections"), 0, "{}", r.json);
+    assert!(num(&r.json, "messages") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "clean_closes"), 300, "{}", r.json);
+    assert!(r.stdout.contains("ALL_UPGRADED n=300"), "{}", r.stdout);
+    // wsecho answers our close and shuts its side at once; wsbench must see that EOF (even when
+    // it arrives together with the close frame) rather than sit out the 30 s close timeout.
+    let elapsed: f64 = field(&r.json, "elapsed_s").parse().unwrap();
+    assert!(elapsed < 15.0, "run took {elapsed} s: the close phase waited for its timeout");
+    assert_eq!(num(&r.json, "close_timeouts"), 0, "{}", r.json);
+}
+
+#[test]
+fn end_to_end_rate_mode_text_against_wsecho() {
+    let addr = start_wsecho();
+    let r = wsbench(
+        "e2e-rate",
+        &["-q", "-m", "rate", "-r", "2000", "-c", "50", "--text", "-s", "64", "-d", "1", &url(addr)],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+    // Open loop at 2000/s for 1 s: about 2000 messages (some still in flight at the end).
+    let m = num(&r.json, "messages");
+    assert!((1500..=2100).contains(&m), "{m} messages: {}", r.json);
+}
+
+#[test]
+fn processes_and_threads_aggregate_against_wsecho() {
+    let addr = start_wsecho();
+    let r = wsbench(
+        "e2e-procs",
+        &["-q", "-c", "40", "-p", "2", "-t", "2", "-k", "4", "-d", "1", &url(addr)],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 40, "{}", r.json);
+    assert_eq!(num(&r.json, "clean_closes"), 40, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+    assert!(num(&r.json, "messages") > 0, "{}", r.json);
+    // The latency histogram came over the pipes: one sample per message.
+    let count: u64 =
+        field(&r.json, "latency_us").split("\"count\": ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(count, num(&r.json, "messages"), "{}", r.json);
+    // Markers are printed once, by the parent.
+    assert_eq!(r.stdout.matches("ALL_UPGRADED n=40").count(), 1, "{}", r.stdout);
+    assert_eq!(r.stdout.matches("MEASURE_END").count(), 1, "{}", r.stdout);
+}
+
+#[test]
+fn sigint_prints_the_partial_result() {
+    use std::io::BufRead as _;
+    use std::sync::mpsc;
+    let addr = start_wsecho();
+    let json_path = std::env::temp_dir().join(format!("wsbench-test-{}-sigint.json", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsbench"))
+        .args(["-q", "-c", "20", "-d", "120", "--json"])
+        .arg(&json_path)
+        .arg(url(addr))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wsbench");
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait (bounded) for the measured window to start, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with("MEASURE_START")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no MEASURE_START within 30 s: {seen:?}");
+            }
+        }
+    }
+    // SAFETY: signalling our own child, which has not been waited for, so its pid is still ours.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsbench ignored SIGINT for 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rest: Vec<String> = rx.iter().collect();
+    let json = std::fs::read_to_string(&json_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&json_path);
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert_eq!(field(&json, "interrupted"), "true", "{json}");
+    assert_eq!(num(&json, "clean_closes"), 20, "{json}");
+    assert!(rest.iter().any(|l| l.contains("INTERRUPTED: partial result")), "{rest:?}");
+}
