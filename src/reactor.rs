@@ -144,8 +144,9 @@ impl Reactor {
             listener: Some(listener),
             local,
             // Reserve the slab up front: pages are only touched as connections arrive, and the
-            // table never reallocates (no copy of 100k entries at a doubling).
-            conns: Slab::with_capacity(cfg.max_connections.min(1 << 20)),
+            // table never reallocates (no copy of 100k entries at a doubling). With several
+            // reactors each reserves its share; an uneven spread only costs a rare doubling.
+            conns: Slab::with_capacity(cfg.max_connections.min(1 << 20).div_ceil(cfg.threads.max(1))),
             next_tick: shared.board.as_ref().map(|_| PUBLISH_MS),
             shared,
             timers,
