@@ -60,7 +60,13 @@ impl Utf8Validator {
     /// Validates `input` as the continuation of the text seen so far.
     #[inline]
     pub fn feed(&mut self, input: &[u8]) -> Result<Fed, InvalidUtf8> {
-        let mut fed = Fed { prefix: [0; 4], prefix_len: 0, body: 0..0 };
+        let mut fed = Fed { prefix: [0; 4], prefix_len: 0, body: 0..input.len() };
+        // Fast path: nothing carried and all ASCII (the common case for short text messages;
+        // `is_ascii` is word-at-a-time and cheaper than the general decoder on short input).
+        if self.carry_len == 0 && input.is_ascii() {
+            return Ok(fed);
+        }
+        fed.body = 0..0;
         let mut start = 0;
         if self.carry_len > 0 {
             let have = self.carry_len as usize;
