@@ -417,3 +417,54 @@ fn sigint_prints_the_partial_result() {
     assert_eq!(num(&json, "clean_closes"), 20, "{json}");
     assert!(rest.iter().any(|l| l.contains("INTERRUPTED: partial result")), "{rest:?}");
 }
+
+#[test]
+fn soak_mode_against_wsecho() {
+    let addr = start_wsecho();
+    // A high disconnect probability so that a 2 s run surely has clean closes and drops.
+    let r = wsbench(
+        "soak",
+        &["-q", "-m", "soak", "-c", "200", "-d", "2", "--disconnect-prob", "0.05", "--seed", "7", &url(addr)],
+        Duration::from_secs(90),
+    );
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 200, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+    assert_eq!(num(&r.json, "lost_connections"), 0, "{}", r.json);
+    assert_eq!(num(&r.json, "seed"), 7, "{}", r.json);
+    let msgs = num(&r.json, "messages");
+    assert!(msgs > 0, "{}", r.json);
+    assert!(num(&r.json, "fragments") > msgs, "messages are fragmented: {}", r.json);
+    assert!(num(&r.json, "pings") > 0 && num(&r.json, "pongs") > 0, "{}", r.json);
+    assert!(num(&r.json, "reconnects") > 0, "{}", r.json);
+    assert!(num(&r.json, "clean_reconnects") > 0, "{}", r.json);
+    assert!(num(&r.json, "abrupt_drops") > 0, "{}", r.json);
+    for row in ["fragments", "pings", "clean reconnects", "abrupt drops", "reconnects", "echo mismatches"] {
+        assert!(r.stdout.contains(row), "the table lacks '{row}': {}", r.stdout);
+    }
+}
+
+#[test]
+fn soak_mode_detects_a_flipped_byte() {
+    let addr = spawn_server(Behaviour::FlipByte);
+    let r = wsbench(
+        "soak-flip",
+        &["-q", "-m", "soak", "-c", "20", "-d", "1", "--seed", "3", &url(addr)],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(num(&r.json, "echo_mismatches") > 0, "{}", r.json);
+    assert!(r.stderr.contains("echo mismatch on connection #"), "the first mismatches are described: {}", r.stderr);
+    assert!(r.stderr.contains("expected 0x"), "{}", r.stderr);
+}
+
+#[test]
+fn soak_mode_counts_server_closes_as_lost() {
+    let addr = spawn_server(Behaviour::Close1011);
+    let r = wsbench("soak-1011", &["-q", "-m", "soak", "-c", "2", "-d", "0.5", &url(addr)], Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(num(&r.json, "lost_connections") >= 2, "{}", r.json);
+    assert!(field(&r.json, "lost_by_reason").contains("server close 1011"), "{}", r.json);
+    // Lost connections are reconnected, so the load stays at --connections.
+    assert!(num(&r.json, "reconnects") > 0, "{}", r.json);
+}

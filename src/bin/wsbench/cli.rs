@@ -22,6 +22,9 @@ pub enum Mode {
     Rate,
     /// Open and upgrade the connections, hold them for `duration`, send nothing.
     Idle,
+    /// Long-running correctness load: random sizes, types, fragmentation, pings, planned
+    /// disconnects and reconnects; every echo and pong verified (see `soak`).
+    Soak,
 }
 
 impl Mode {
@@ -31,6 +34,7 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Rate => "rate",
             Mode::Idle => "idle",
+            Mode::Soak => "soak",
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct Config {
     pub mode: Mode,
     pub connections: usize,
     /// Connections that send messages (the rest stay idle); `connections` unless `--active`.
+    /// Soak mode: the most connections with a message in flight at once (they take turns).
     pub active: usize,
     /// Payload bytes per message.
     pub size: usize,
@@ -85,6 +90,20 @@ pub struct Config {
     pub ready_file: Option<PathBuf>,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// Soak: largest message (sizes are drawn from 0..=max_size).
+    pub max_size: usize,
+    /// Soak: most fragments per message (drawn from 1..=max_fragments).
+    pub max_fragments: usize,
+    /// Soak: probability of a ping before each fragment (at most 3 per message).
+    pub ping_prob: f64,
+    /// Soak: probability per message of a planned disconnect (clean close or abrupt drop).
+    pub disconnect_prob: f64,
+    /// Soak: seed of every connection's random choices (given, or drawn by `main`).
+    pub seed: u64,
+    pub seed_given: bool,
+    /// Soak: an open connection with a message in flight that makes no progress (nothing read or
+    /// written) for this long is lost.
+    pub echo_timeout: Duration,
 }
 
 pub const HELP: &str = "\
@@ -100,12 +119,24 @@ MODES (--mode):
            from each message's scheduled send time (no coordinated omission)
     idle   open and upgrade --connections, hold them for --duration, send nothing (for memory
            measurements); see ALL_UPGRADED below
+    soak   correctness under churn: connections take turns (at most --active with a message in
+           flight) sending messages of random size 0..--max-size, text (valid UTF-8 with 2-, 3-
+           and 4-byte characters) or binary, split into 1..--max-fragments fragments at random
+           byte positions, with pings between fragments; every echo (reassembled, whatever the
+           server's fragmentation) and every pong is verified byte for byte. With probability
+           --disconnect-prob per message a connection closes cleanly (close 1000, expects 1000)
+           or drops TCP mid-message (FIN or RST), then reconnects, so --connections stay open.
+           Planned disconnects are not lost connections; a server close, reset, EOF or an echo
+           making no progress for --echo-timeout is. Payloads are regenerated from seeds, never
+           stored. Ramp-up, then --warmup + --duration of soak (both counted), then closing
 
 LOAD:
-    -m, --mode MODE            echo | rate | idle                              [default: echo]
+    -m, --mode MODE            echo | rate | idle | soak                       [default: echo]
     -c, --connections N        connections to open (100k+ works, see --processes) [default: 100]
         --active N             only N of the connections send messages; the rest stay open and
                                idle                                            [default: all]
+                               soak: at most N messages in flight at once, the connections
+                               taking turns                      [default: min(connections, 1000)]
     -s, --size BYTES           payload bytes per message; suffixes k/KiB, m/MiB  [default: 20]
         --binary               binary messages                                 [default]
         --text                 text messages (ASCII payload)
@@ -113,6 +144,17 @@ LOAD:
                                rate: most in flight per connection before messages wait in the
                                backlog                                         [default: 16]
     -r, --rate R               rate mode: messages per second, all connections together
+
+SOAK (--mode soak):
+        --max-size BYTES       largest message                                 [default: 64KiB]
+        --max-fragments N      most fragments per message                      [default: 8]
+        --ping-prob P          chance of a ping before each fragment (<= 3 per message)
+                                                                               [default: 0.1]
+        --disconnect-prob P    chance per message of a clean close or abrupt drop, followed by a
+                               reconnect                                       [default: 0.002]
+        --seed N               seed of all random choices (printed in the result) [default: random]
+        --echo-timeout SECS    a message in flight with nothing read or written this long counts
+                               as a lost connection                            [default: 15]
 
 TIMING (seconds, fractions allowed):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
@@ -224,6 +266,12 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut json = None;
     let mut ready_file = None;
     let mut quiet = false;
+    let mut max_size = 64usize << 10;
+    let mut max_fragments = 8usize;
+    let mut ping_prob = 0.1f64;
+    let mut disconnect_prob = 0.002f64;
+    let mut seed: Option<u64> = None;
+    let mut echo_timeout = Duration::from_secs(15);
 
     while let Some(arg) = p.next()? {
         match arg {
@@ -234,7 +282,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
                     "echo" => Mode::Echo,
                     "rate" => Mode::Rate,
                     "idle" => Mode::Idle,
-                    other => return Err(format!("unknown mode '{other}' (echo, rate or idle)").into()),
+                    "soak" => Mode::Soak,
+                    other => return Err(format!("unknown mode '{other}' (echo, rate, idle or soak)").into()),
                 }
             }
             Short('c') | Long("connections") => connections = count(&mut p, "--connections")?,
@@ -265,6 +314,19 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             Long("json") => json = Some(PathBuf::from(p.value()?)),
             Long("ready-file") | Long("hold-file") => ready_file = Some(PathBuf::from(p.value()?)),
             Short('q') | Long("quiet") => quiet = true,
+            Long("max-size") => max_size = parse_size(&p.value()?.string()?)?,
+            Long("max-fragments") => max_fragments = count(&mut p, "--max-fragments")?,
+            Long("ping-prob") => ping_prob = probability(&mut p, "--ping-prob")?,
+            Long("disconnect-prob") => disconnect_prob = probability(&mut p, "--disconnect-prob")?,
+            Long("seed") => {
+                let v = p.value()?.string()?;
+                let parsed = match v.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).ok(),
+                    None => v.parse::<u64>().ok(),
+                };
+                seed = Some(parsed.ok_or_else(|| format!("--seed: '{v}' is not a whole number"))?);
+            }
+            Long("echo-timeout") => echo_timeout = secs(&mut p, "--echo-timeout")?,
             Value(v) if url.is_none() => url = Some(v.string()?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -272,7 +334,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
 
     let url = url.ok_or("missing the server URL (ws://HOST:PORT/PATH); see --help")?;
     let (host, port, host_header, path) = parse_url(&url)?;
-    let active = active.unwrap_or(connections);
+    let active = active.unwrap_or(if mode == Mode::Soak { connections.min(1000) } else { connections });
     if active > connections {
         return Err(format!("--active {active} is more than --connections {connections}").into());
     }
@@ -292,6 +354,15 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         (_, Some(_)) => return Err("--rate only applies to --mode rate".into()),
         (_, None) => 0.0,
     };
+    if max_size > u32::MAX as usize / 2 {
+        return Err("--max-size must be at most 1 GiB".into());
+    }
+    if max_fragments > 10_000 {
+        return Err("--max-fragments must be at most 10000".into());
+    }
+    if echo_timeout.is_zero() {
+        return Err("--echo-timeout must be more than 0".into());
+    }
     if processes > 1024 || threads > 256 {
         return Err("--processes is limited to 1024 and --threads to 256".into());
     }
@@ -332,6 +403,13 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         json,
         ready_file,
         quiet,
+        max_size,
+        max_fragments,
+        ping_prob,
+        disconnect_prob,
+        seed: seed.unwrap_or(0),
+        seed_given: seed.is_some(),
+        echo_timeout,
     })))
 }
 
@@ -360,6 +438,14 @@ fn positive(p: &mut lexopt::Parser, name: &str) -> Result<f64, UsageError> {
     match v {
         Some(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("{name}: '{s}' is not a positive number").into()),
+    }
+}
+
+fn probability(p: &mut lexopt::Parser, name: &str) -> Result<f64, UsageError> {
+    let s = p.value()?.string()?;
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{name}: '{s}' is not a probability (0 to 1)").into()),
     }
 }
 
@@ -503,5 +589,36 @@ mod tests {
         assert!(parse_from(["-p", "4", "-c", "3", "ws://h:1/"]).is_err());
         assert!(parse_from(["--bogus", "ws://h:1/"]).is_err());
         assert!(matches!(parse_from(["--help"]), Ok(Parsed::Help)));
+    }
+
+    #[test]
+    fn soak_options() {
+        let c = cfg(&["-m", "soak", "-c", "5000", "ws://h:1/"]);
+        assert_eq!((c.mode, c.active, c.max_size, c.max_fragments), (Mode::Soak, 1000, 65536, 8));
+        assert!(!c.seed_given);
+        let c = cfg(&[
+            "-m",
+            "soak",
+            "-c",
+            "10",
+            "--max-size",
+            "1k",
+            "--max-fragments",
+            "3",
+            "--ping-prob",
+            "0.5",
+            "--disconnect-prob",
+            "0.25",
+            "--seed",
+            "0x10",
+            "--echo-timeout",
+            "2",
+            "ws://h:1/",
+        ]);
+        assert_eq!((c.active, c.max_size, c.max_fragments, c.seed, c.seed_given), (10, 1024, 3, 16, true));
+        assert_eq!((c.ping_prob, c.disconnect_prob, c.echo_timeout), (0.5, 0.25, Duration::from_secs(2)));
+        assert!(parse_from(["-m", "soak", "--disconnect-prob", "2", "ws://h:1/"]).is_err());
+        assert!(parse_from(["-m", "soak", "--seed", "x", "ws://h:1/"]).is_err());
+        assert!(parse_from(["-m", "soak", "--max-size", "2g", "ws://h:1/"]).is_err());
     }
 }

@@ -5,13 +5,17 @@
 //! choose the exit status. Each concern lives in its own module:
 //! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `client`
 //! (one connection), `worker` (one mio loop), `monitor` (progress), `stats` (results),
-//! `proc` (signals, threads, forked workers).
+//! `proc` (signals, threads, forked workers); `--mode soak` has its own loop (`soak`), connection
+//! (`soak_conn`) and regenerated payloads (`payload`).
 
 mod cli;
 mod client;
 mod monitor;
 mod net;
+mod payload;
 mod proc;
+mod soak;
+mod soak_conn;
 mod stats;
 mod wire;
 mod worker;
@@ -22,7 +26,7 @@ use cli::Parsed;
 use monitor::{Monitor, Sink};
 
 fn main() -> ExitCode {
-    let cfg = match cli::parse_env() {
+    let mut cfg = match cli::parse_env() {
         Ok(Parsed::Run(c)) => c,
         Ok(Parsed::Help) => {
             print!("{}", cli::HELP);
@@ -37,6 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !cfg.seed_given {
+        // Drawn here, before any fork, so every worker process uses the same one.
+        cfg.seed = wire::Rng::from_os(0x50a4).next_u64();
+    }
     let nofile = net::raise_nofile();
     let plan = match net::plan(&cfg, nofile) {
         Ok(p) => p,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::cli::{Config, Mode};
 use crate::monitor::{Monitor, Sink, Snapshot};
 use crate::net::Plan;
+use crate::payload::Gen;
 use crate::stats::Stats;
 use crate::wire::{Rng, Workload};
 use crate::worker::{self, now_ns, Live, Phase, Share};
@@ -65,10 +66,16 @@ pub fn write_all_fd(fd: RawFd, mut bytes: &[u8]) {
 pub fn run_loops(cfg: &Config, plan: &Plan, shares: &[Share], monitor: &mut Monitor) -> Result<Stats, String> {
     let in_flight = if cfg.mode == Mode::Idle { 0 } else { cfg.pipeline };
     let mut rng = Rng::from_os(shares.first().map_or(0, |s| s.loop_id as u64) ^ 0x5eed);
-    let work = Workload::new(cfg.size, cfg.text, in_flight, &mut rng);
+    // Soak mode generates its payloads; the other modes precompute theirs.
+    let work = if cfg.mode == Mode::Soak {
+        Work::Soak(Gen::new())
+    } else {
+        Work::Fixed(Workload::new(cfg.size, cfg.text, in_flight, &mut rng))
+    };
     let lives: Vec<Live> = shares.iter().map(|_| Live::default()).collect();
     if shares.len() == 1 {
-        let stats = worker::run(cfg, plan, &work, &shares[0], &lives[0], &mut || monitor.update(&Snapshot::of(&lives)))
+        let stats = work
+            .run(cfg, plan, &shares[0], &lives[0], &mut || monitor.update(&Snapshot::of(&lives)))
             .map_err(|e| format!("event loop failed: {e}"))?;
         monitor.update(&Snapshot::of(&lives));
         return Ok(stats);
@@ -82,7 +89,7 @@ pub fn run_loops(cfg: &Config, plan: &Plan, shares: &[Share], monitor: &mut Moni
                 let work = &work;
                 std::thread::Builder::new()
                     .name(format!("wsbench-loop-{i}"))
-                    .spawn_scoped(s, move || worker::run(cfg, plan, work, sh, live, &mut || {}))
+                    .spawn_scoped(s, move || work.run(cfg, plan, sh, live, &mut || {}))
                     .map_err(|e| format!("cannot start a thread: {e}"))
             })
             .collect::<Result<_, _>>()?;
@@ -101,6 +108,28 @@ pub fn run_loops(cfg: &Config, plan: &Plan, shares: &[Share], monitor: &mut Moni
         }
         Ok(total)
     })
+}
+
+/// What a process's loops send: precomputed messages, or soak mode's generated ones.
+enum Work {
+    Fixed(Workload),
+    Soak(Gen),
+}
+
+impl Work {
+    fn run(
+        &self,
+        cfg: &Config,
+        plan: &Plan,
+        sh: &Share,
+        live: &Live,
+        tick: &mut dyn FnMut(),
+    ) -> std::io::Result<Stats> {
+        match self {
+            Work::Fixed(w) => worker::run(cfg, plan, w, sh, live, tick),
+            Work::Soak(g) => crate::soak::run(cfg, plan, g, sh, live, tick),
+        }
+    }
 }
 
 struct Child {

@@ -67,6 +67,22 @@ pub struct Stats {
     pub overruns: u64,
     /// Rate mode: most scheduled messages waiting for a connection with room, at once.
     pub backlog_peak: u64,
+    /// Soak: data frames (fragments) written.
+    pub fragments: u64,
+    /// Soak: pings sent, and pongs received that matched them.
+    pub pings: u64,
+    pub pongs: u64,
+    /// Soak: pings from the server (each answered with a pong).
+    pub server_pings: u64,
+    /// Soak: planned clean closes (our close 1000, the server's 1000 reply), each followed by a
+    /// reconnect.
+    pub clean_disconnects: u64,
+    /// Soak: planned abrupt drops (TCP closed in the middle of a message, no close frame), and how
+    /// many of them were resets (SO_LINGER 0) rather than FINs.
+    pub drops: u64,
+    pub drops_rst: u64,
+    /// Soak: upgrades of reconnected connections (not counted in `upgraded`).
+    pub reconnects: u64,
     /// Stopped by a signal.
     pub interrupted: bool,
     /// Wall time of the run, ns (the longest over merged loops).
@@ -96,6 +112,14 @@ impl Default for Stats {
             lost: BTreeMap::new(),
             overruns: 0,
             backlog_peak: 0,
+            fragments: 0,
+            pings: 0,
+            pongs: 0,
+            server_pings: 0,
+            clean_disconnects: 0,
+            drops: 0,
+            drops_rst: 0,
+            reconnects: 0,
             interrupted: false,
             elapsed_ns: 0,
         }
@@ -188,6 +212,14 @@ impl Stats {
         }
         self.overruns += o.overruns;
         self.backlog_peak = self.backlog_peak.max(o.backlog_peak);
+        self.fragments += o.fragments;
+        self.pings += o.pings;
+        self.pongs += o.pongs;
+        self.server_pings += o.server_pings;
+        self.clean_disconnects += o.clean_disconnects;
+        self.drops += o.drops;
+        self.drops_rst += o.drops_rst;
+        self.reconnects += o.reconnects;
         self.interrupted |= o.interrupted;
         self.elapsed_ns = self.elapsed_ns.max(o.elapsed_ns);
     }
@@ -222,6 +254,14 @@ impl Stats {
         s(out, "mismatches", self.mismatches);
         s(out, "overruns", self.overruns);
         s(out, "backlog_peak", self.backlog_peak);
+        s(out, "fragments", self.fragments);
+        s(out, "pings", self.pings);
+        s(out, "pongs", self.pongs);
+        s(out, "server_pings", self.server_pings);
+        s(out, "clean_disconnects", self.clean_disconnects);
+        s(out, "drops", self.drops);
+        s(out, "drops_rst", self.drops_rst);
+        s(out, "reconnects", self.reconnects);
         s(out, "interrupted", u64::from(self.interrupted));
         s(out, "elapsed_ns", self.elapsed_ns);
         for (k, v) in &self.connect_failures {
@@ -267,6 +307,14 @@ impl Stats {
             "mismatches" => self.mismatches = num(a)?,
             "overruns" => self.overruns = num(a)?,
             "backlog_peak" => self.backlog_peak = num(a)?,
+            "fragments" => self.fragments = num(a)?,
+            "pings" => self.pings = num(a)?,
+            "pongs" => self.pongs = num(a)?,
+            "server_pings" => self.server_pings = num(a)?,
+            "clean_disconnects" => self.clean_disconnects = num(a)?,
+            "drops" => self.drops = num(a)?,
+            "drops_rst" => self.drops_rst = num(a)?,
+            "reconnects" => self.reconnects = num(a)?,
             "interrupted" => self.interrupted = num(a)? != 0,
             "elapsed_ns" => self.elapsed_ns = num(a)?,
             "cf" => bump(&mut self.connect_failures, b, num(a)?),
@@ -338,10 +386,17 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
     let mut o = String::new();
     let kind = if cfg.text { "text" } else { "binary" };
     let _ = write!(o, "wsbench {} {}: {} connections", cfg.mode.name(), cfg.url, cfg.connections);
-    if cfg.active != cfg.connections && cfg.mode != Mode::Idle {
+    if cfg.active != cfg.connections && !matches!(cfg.mode, Mode::Idle | Mode::Soak) {
         let _ = write!(o, " ({} active)", cfg.active);
     }
-    if cfg.mode != Mode::Idle {
+    if cfg.mode == Mode::Soak {
+        let _ = write!(
+            o,
+            ", up to {} messages in flight, 0-{} B text+binary in 1-{} fragments, ping p={} per \
+             fragment, disconnect p={} per message, seed {}",
+            cfg.active, cfg.max_size, cfg.max_fragments, cfg.ping_prob, cfg.disconnect_prob, cfg.seed
+        );
+    } else if cfg.mode != Mode::Idle {
         let _ = write!(o, ", {} B {kind}", cfg.size);
         match cfg.mode {
             Mode::Echo => {
@@ -350,7 +405,7 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
             Mode::Rate => {
                 let _ = write!(o, ", {} msg/s target", cfg.rate);
             }
-            Mode::Idle => {}
+            Mode::Idle | Mode::Soak => {}
         }
     }
     let _ = writeln!(
@@ -367,9 +422,14 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
     if cfg.mode == Mode::Idle {
         row(&mut o, "held", format!("{:.2} s after all were up", s.window_ns as f64 / 1e9));
     }
-    if cfg.mode != Mode::Idle {
+    if cfg.mode == Mode::Soak {
+        row(&mut o, "soaked", format!("{:.2} s after ramp-up (warm-up included)", s.window_ns as f64 / 1e9));
+        row(&mut o, "messages", format!("{}  (every echo verified byte for byte)", s.msgs));
+    } else if cfg.mode != Mode::Idle {
         row(&mut o, "measured", format!("{:.2} s", s.window_ns as f64 / 1e9));
         row(&mut o, "messages", s.msgs.to_string());
+    }
+    if cfg.mode != Mode::Idle {
         row(&mut o, "msg/s", format!("{:.0}", s.msg_rate));
         row(&mut o, "MB/s", format!("{:.2}  (payload, 10^6 B, one direction)", s.byte_rate / 1e6));
         match percentiles(&s.latency) {
@@ -388,6 +448,31 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
             ),
             None => row(&mut o, "latency us", "-".into()),
         }
+    }
+    if cfg.mode == Mode::Soak {
+        let per = if s.msgs > 0 { s.fragments as f64 / s.msgs as f64 } else { 0.0 };
+        row(&mut o, "fragments", format!("{}  ({per:.2} per message, counting cut-off messages)", s.fragments));
+        row(
+            &mut o,
+            "pings",
+            format!("{} sent, {} pongs verified; {} server pings answered", s.pings, s.pongs, s.server_pings),
+        );
+        row(
+            &mut o,
+            "clean reconnects",
+            format!("{}  (close 1000 answered with 1000, then reconnect)", s.clean_disconnects),
+        );
+        row(
+            &mut o,
+            "abrupt drops",
+            format!(
+                "{}  (TCP closed mid-message: {} FIN, {} RST; then reconnect)",
+                s.drops,
+                s.drops - s.drops_rst,
+                s.drops_rst
+            ),
+        );
+        row(&mut o, "reconnects", format!("{}  (upgraded again, all reasons)", s.reconnects));
     }
     if let Some(p) = percentiles(&s.handshake) {
         row(&mut o, "handshake us", format!("p50 {}  p99 {}  max {}", fmt_us(p.p50), fmt_us(p.p99), fmt_us(p.max)));
@@ -502,6 +587,16 @@ pub fn json(cfg: &Config, s: &Stats) -> String {
     f("lost_by_reason", jmap(&s.lost));
     f("rate_backlog_peak", s.backlog_peak.to_string());
     f("rate_dropped", s.overruns.to_string());
+    f("seed", cfg.seed.to_string());
+    f("max_size", cfg.max_size.to_string());
+    f("fragments", s.fragments.to_string());
+    f("pings", s.pings.to_string());
+    f("pongs", s.pongs.to_string());
+    f("server_pings", s.server_pings.to_string());
+    f("clean_reconnects", s.clean_disconnects.to_string());
+    f("abrupt_drops", s.drops.to_string());
+    f("abrupt_drops_rst", s.drops_rst.to_string());
+    f("reconnects", s.reconnects.to_string());
     let _ = writeln!(o, "  \"failed\": {}\n}}", s.failed());
     o
 }

@@ -258,7 +258,7 @@ fn trim(v: &[u8]) -> &[u8] {
 }
 
 /// xorshift64* — fast, seedable, good enough for keys, masks and payload bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Rng(u64);
 
 impl Rng {

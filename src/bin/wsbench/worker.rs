@@ -126,6 +126,7 @@ impl Phase {
             Phase::Ramp => "ramp-up",
             Phase::Warmup => "warm-up",
             Phase::Measure if mode == Mode::Idle => "holding",
+            Phase::Measure if mode == Mode::Soak => "soaking",
             Phase::Measure => "measuring",
             Phase::Closing => "closing",
             Phase::Done => "done",

@@ -1,0 +1,1273 @@
+//! One soak-mode connection: TCP connect → upgrade → open (random messages, fragmented, with pings,
+//! every echo and pong verified as it arrives) → sometimes a planned disconnect (clean close 1000,
+//! or an abrupt FIN/RST drop in the middle of a message) → ended, after which the loop reconnects
+//! the same connection index.
+//!
+//! Nothing is stored per message: the message being sent is described by a small [`Tx`] cursor
+//! (payload seed, size, type, fragment and ping plan drawn from a per-message PRNG) and the bytes
+//! are regenerated from it ([`crate::payload`]) whenever the socket takes more; the expected echo
+//! is regenerated at the receive offset and compared. To send, a copy of the cursor generates up
+//! to one write's worth of frames into the loop's scratch buffer, and the real cursor is then
+//! advanced by what the socket took, making the same random draws. A connection is a few hundred
+//! bytes; a server ping (rare) boxes a 125-byte payload.
+//!
+//! It does not own the event loop, the activity slots or reconnect scheduling (see `soak`).
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+
+use crate::cli::Config;
+use crate::net::error_reason;
+use crate::payload::{apply_mask, mix, Gen};
+use crate::stats::Stats;
+use crate::wire::{self, Rng, MAX_HEADER};
+
+/// Most pings one message may carry (they are answered before the echo ends).
+const PINGS_PER_MSG: u8 = 3;
+/// Pongs we can wait for at once.
+const PING_RING: usize = 4;
+/// "Not planned" for `Tx::close_at` and `Tx::drop_at`.
+const NONE16: u16 = u16::MAX;
+const NONE32: u32 = u32::MAX;
+/// Most bytes generated for one `write`.
+pub const WRITE_CHUNK: usize = 128 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Upgrading,
+    Open,
+    /// Our close frame is written or queued; waiting for the server's close and its EOF.
+    Closing,
+}
+
+/// Why a connection call says the connection is over. Everything worth counting is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Connect or upgrade failed.
+    Failed,
+    /// Was open: disconnected on purpose, lost, or dropped after a mismatch. Reconnect.
+    Reconnect,
+}
+
+/// What the current part of the message stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    /// No message being sent (none, or all of it is written).
+    Idle,
+    /// A data frame's header.
+    Hdr,
+    /// A data frame's payload.
+    Pay,
+    Ping,
+    Close,
+    /// Our close frame is written: nothing more is ever sent.
+    Closed,
+}
+
+/// Per-run constants of the sender.
+pub struct TxParams {
+    /// Probability (of 2^32) of a ping at each boundary before a fragment.
+    pub ping_p: u32,
+}
+
+/// Things the real (not simulated) cursor did, applied by the connection afterwards.
+#[derive(Default)]
+struct TxEvents {
+    frames: u32,
+    pings: [(u32, u8); PINGS_PER_MSG as usize + 1],
+    n_pings: usize,
+    close_written: bool,
+}
+
+/// The sending side's cursor over the frames of one message (see the module doc). `Copy`, so a
+/// copy can run ahead to generate bytes without committing anything.
+#[derive(Debug, Clone, Copy)]
+struct Tx {
+    /// Draws of this message: fragment lengths, masks, pings.
+    rng: Rng,
+    seed: u64,
+    size: u32,
+    text: bool,
+    item: Item,
+    /// Bytes of the current item written.
+    off: u32,
+    /// Message offset of the current frame's payload, and its length.
+    frame_start: u32,
+    frame_len: u32,
+    nfrags: u16,
+    /// Fragments completely written.
+    frags_done: u16,
+    pings_left: u8,
+    hdr: [u8; MAX_HEADER],
+    hdr_len: u8,
+    mask: [u8; 4],
+    /// Current ping/close frame: payload seed, payload length, mask.
+    ctl_seed: u32,
+    ctl_len: u8,
+    ctl_mask: [u8; 4],
+    /// Planned clean close before fragment `close_at` (0 = before the first), or NONE16.
+    close_at: u16,
+    /// Close at the next frame boundary (end of the run).
+    close_req: bool,
+    /// Wire bytes of this message written, and the planned drop point (NONE32: none).
+    wire: u32,
+    drop_at: u32,
+}
+
+impl Tx {
+    fn idle() -> Tx {
+        Tx {
+            rng: Rng::new(0),
+            seed: 0,
+            size: 0,
+            text: false,
+            item: Item::Idle,
+            off: 0,
+            frame_start: 0,
+            frame_len: 0,
+            nfrags: 0,
+            frags_done: 0,
+            pings_left: 0,
+            hdr: [0; MAX_HEADER],
+            hdr_len: 0,
+            mask: [0; 4],
+            ctl_seed: 0,
+            ctl_len: 0,
+            ctl_mask: [0; 4],
+            close_at: NONE16,
+            close_req: false,
+            wire: 0,
+            drop_at: NONE32,
+        }
+    }
+
+    fn item_len(&self) -> u32 {
+        match self.item {
+            Item::Hdr => u32::from(self.hdr_len),
+            Item::Pay => self.frame_len,
+            Item::Ping | Item::Close => 6 + u32::from(self.ctl_len),
+            Item::Idle | Item::Closed => 0,
+        }
+    }
+
+    /// Not inside a frame: a control frame (a pong) may be written now.
+    fn at_boundary(&self) -> bool {
+        self.off == 0 && self.item != Item::Pay
+    }
+
+    /// Every fragment of the message is written.
+    fn all_sent(&self) -> bool {
+        self.frags_done == self.nfrags
+    }
+
+    /// Called at every frame boundary of the message: picks what comes next.
+    fn boundary(&mut self, p: &TxParams, ev: &mut TxEvents) {
+        self.off = 0;
+        if self.close_req || self.close_at == self.frags_done {
+            self.enter_close(!self.close_req);
+            return;
+        }
+        if self.frags_done == self.nfrags {
+            self.item = Item::Idle;
+            return;
+        }
+        if self.pings_left > 0 && (self.rng.next_u64() as u32) < p.ping_p {
+            self.pings_left -= 1;
+            let r = self.rng.next_u64();
+            self.ctl_seed = r as u32;
+            self.ctl_len = ((r >> 32) % 126) as u8;
+            self.ctl_mask = ((r >> 40) as u32 ^ self.rng.next_u64() as u32).to_le_bytes();
+            self.item = Item::Ping;
+            if ev.n_pings < ev.pings.len() {
+                ev.pings[ev.n_pings] = (self.ctl_seed, self.ctl_len);
+                ev.n_pings += 1;
+            }
+            return;
+        }
+        // The next fragment: on average an even share of what is left.
+        let left = self.size - self.frame_start;
+        let after = self.nfrags - self.frags_done - 1;
+        self.frame_len = if after == 0 {
+            left
+        } else {
+            let cap = (u64::from(left) * 2 / (u64::from(after) + 1)).min(u64::from(left));
+            (self.rng.next_u64() % (cap + 1)) as u32
+        };
+        self.mask = (self.rng.next_u64() as u32).to_le_bytes();
+        let op = if self.frags_done == 0 {
+            if self.text {
+                wire::OP_TEXT
+            } else {
+                wire::OP_BINARY
+            }
+        } else {
+            wire::OP_CONTINUATION
+        };
+        let n = wire::encode_masked_header(op, u64::from(self.frame_len), self.mask, &mut self.hdr);
+        if after > 0 {
+            self.hdr[0] &= 0x7f; // not the last fragment: FIN clear
+        }
+        self.hdr_len = n as u8;
+        self.item = Item::Hdr;
+    }
+
+    /// Our close frame: code 1000, with a random UTF-8 reason when planned.
+    fn enter_close(&mut self, with_reason: bool) {
+        let r = self.rng.next_u64();
+        self.ctl_seed = r as u32;
+        self.ctl_len = 2 + if with_reason { ((r >> 32) % 124) as u8 } else { 0 };
+        self.ctl_mask = ((r >> 40) as u32 ^ 0x5a5a_0000).to_le_bytes();
+        self.item = Item::Close;
+        self.off = 0;
+    }
+
+    /// The current item is complete: move on.
+    fn next(&mut self, p: &TxParams, ev: &mut TxEvents) {
+        match self.item {
+            Item::Hdr if self.frame_len > 0 => {
+                self.item = Item::Pay;
+                self.off = 0;
+            }
+            Item::Hdr | Item::Pay => {
+                self.frags_done += 1;
+                self.frame_start += self.frame_len;
+                self.frame_len = 0;
+                ev.frames += 1;
+                self.boundary(p, ev);
+            }
+            Item::Ping => self.boundary(p, ev),
+            Item::Close => {
+                ev.close_written = true;
+                self.item = Item::Closed;
+                self.off = 0;
+            }
+            Item::Idle | Item::Closed => {}
+        }
+    }
+
+    /// Writes the whole current control frame into `buf`; returns its length.
+    fn control_frame(&self, gen: &Gen, buf: &mut [u8; 131]) -> usize {
+        let len = self.ctl_len as usize;
+        let (op, hl) = if self.item == Item::Ping { (wire::OP_PING, 0) } else { (wire::OP_CLOSE, 2) };
+        buf[0] = 0x80 | op;
+        buf[1] = 0x80 | self.ctl_len;
+        buf[2..6].copy_from_slice(&self.ctl_mask);
+        let payload = &mut buf[6..6 + len];
+        if op == wire::OP_PING {
+            gen.fill(ping_seed(self.ctl_seed), len, false, 0, payload);
+        } else {
+            payload[..hl].copy_from_slice(&1000u16.to_be_bytes());
+            gen.fill(ping_seed(self.ctl_seed), len - hl, true, 0, &mut payload[hl..]);
+        }
+        apply_mask(payload, self.ctl_mask, 0);
+        6 + len
+    }
+
+    /// Produces up to `max` bytes of the stream, into `out` when given (a simulation generates,
+    /// the real cursor only advances). Stops at the planned drop point, at the end of the message
+    /// and, with `stop_at_boundary`, at the next frame boundary.
+    fn emit(
+        &mut self,
+        gen: &Gen,
+        p: &TxParams,
+        mut out: Option<&mut [u8]>,
+        max: usize,
+        stop_at_boundary: bool,
+        ev: &mut TxEvents,
+    ) -> usize {
+        let mut n = 0usize;
+        let mut ctl = [0u8; 131];
+        while n < max && !matches!(self.item, Item::Idle | Item::Closed) {
+            if stop_at_boundary && self.at_boundary() && n > 0 {
+                break;
+            }
+            let mut take = ((self.item_len() - self.off) as usize).min(max - n);
+            if self.drop_at != NONE32 {
+                if self.wire >= self.drop_at {
+                    break;
+                }
+                take = take.min((self.drop_at - self.wire) as usize);
+            }
+            if let Some(o) = out.as_deref_mut() {
+                let dst = &mut o[n..n + take];
+                let off = self.off as usize;
+                match self.item {
+                    Item::Hdr => dst.copy_from_slice(&self.hdr[off..off + take]),
+                    Item::Pay => {
+                        gen.fill(self.seed, self.size as usize, self.text, (self.frame_start + self.off) as usize, dst);
+                        apply_mask(dst, self.mask, off);
+                    }
+                    Item::Ping | Item::Close => {
+                        self.control_frame(gen, &mut ctl);
+                        dst.copy_from_slice(&ctl[off..off + take]);
+                    }
+                    Item::Idle | Item::Closed => unreachable!(),
+                }
+            }
+            self.off += take as u32;
+            self.wire += take as u32;
+            n += take;
+            if self.off == self.item_len() {
+                self.next(p, ev);
+            }
+        }
+        n
+    }
+}
+
+/// The payload seed of a ping or close frame from its 32-bit draw.
+fn ping_seed(s: u32) -> u64 {
+    mix(u64::from(s) ^ 0x9195_0000_0000)
+}
+
+/// Per-loop context handed to every call.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub gen: &'a Gen,
+    pub params: TxParams,
+    pub now: u64,
+    pub stats: Stats,
+    /// Verified messages/bytes since the start (progress lines).
+    pub msgs_total: u64,
+    pub bytes_total: u64,
+    /// Record completed messages in `stats`.
+    pub counting: bool,
+    pub shutting_down: bool,
+    pub close_timeout_ns: u64,
+    pub echo_timeout_ns: u64,
+    /// Set by a call when the connection just upgraded.
+    pub became_open: bool,
+    /// Set by a call when the connection's message completed (its activity slot is free).
+    pub freed: bool,
+    /// Request-building scratch.
+    pub scratch: Vec<u8>,
+    /// Send-side scratch ([`WRITE_CHUNK`] bytes).
+    pub txbuf: Vec<u8>,
+    /// Expected-echo scratch (as large as the read buffer).
+    pub vbuf: Vec<u8>,
+    pub mismatch_logs: u32,
+}
+
+/// Rare, boxed on first use: a split handshake response, a server ping to answer.
+struct Extra {
+    hs_buf: Vec<u8>,
+    /// Payload of the server ping being read.
+    ping_in: [u8; 125],
+    /// Latest complete server ping payload not yet answered.
+    pong_pending: Option<([u8; 125], u8)>,
+    /// The pong frame being written.
+    pong_tx: [u8; 131],
+    pong_len: u8,
+    pong_off: u8,
+}
+
+impl Extra {
+    fn new() -> Box<Extra> {
+        Box::new(Extra {
+            hs_buf: Vec::new(),
+            ping_in: [0; 125],
+            pong_pending: None,
+            pong_tx: [0; 131],
+            pong_len: 0,
+            pong_off: 0,
+        })
+    }
+
+    fn pong_busy(&self) -> bool {
+        self.pong_off < self.pong_len || self.pong_pending.is_some()
+    }
+}
+
+/// Receive-side frame parser state.
+#[derive(Debug, Clone, Copy)]
+struct Rx {
+    hdr: [u8; MAX_HEADER],
+    hdr_len: u8,
+    in_payload: bool,
+    frame_left: u64,
+    frame_op: u8,
+    frame_fin: bool,
+    /// An echoed data message is being received.
+    in_msg: bool,
+    msg_off: u32,
+    /// Control payload bytes received so far.
+    ctl_off: u8,
+    close_code: [u8; 2],
+}
+
+pub struct SoakConn {
+    pub stream: TcpStream,
+    pub state: State,
+    /// Global connection index (fixes the source address and the seeds).
+    pub index: u32,
+    /// How many times this index has connected before.
+    pub incarnation: u32,
+    /// Waiting in the loop's queue for an activity slot.
+    pub queued: bool,
+    /// Holds an activity slot: a message (or a planned disconnect) is under way.
+    pub has_slot: bool,
+    pub upgraded: bool,
+    /// We sent (or will send) a close at the end of the run.
+    shutdown_close: bool,
+    /// A planned clean close is under way (close frame written or planned in this message).
+    planned_close: bool,
+    /// A planned abrupt drop is under way: with RST (SO_LINGER 0) instead of FIN.
+    drop_rst: bool,
+    close_rcvd: bool,
+    /// The echo of the current message is still expected.
+    awaiting: bool,
+    msg_started: u64,
+    started: u64,
+    /// Connect/upgrade deadline; echo progress deadline (open with a slot); close deadline.
+    pub deadline: u64,
+    rng: Rng,
+    key: [u8; 24],
+    hs_sent: u16,
+    tx: Tx,
+    rx: Rx,
+    /// Pings sent and not yet answered: (seed, length), oldest at `ping_head`.
+    pings: [(u32, u8); PING_RING],
+    ping_head: u8,
+    ping_len: u8,
+    extra: Option<Box<Extra>>,
+}
+
+impl SoakConn {
+    /// A connection whose TCP connect was just started.
+    pub fn new(stream: TcpStream, index: u32, incarnation: u32, seed: u64, ctx: &Ctx<'_>, timeout_ns: u64) -> SoakConn {
+        let mut rng = Rng::new(mix(seed ^ mix((u64::from(index) << 32) | u64::from(incarnation))));
+        let key = wire::new_key(&mut rng);
+        SoakConn {
+            stream,
+            state: State::Connecting,
+            index,
+            incarnation,
+            queued: false,
+            has_slot: false,
+            upgraded: false,
+            shutdown_close: false,
+            planned_close: false,
+            drop_rst: false,
+            close_rcvd: false,
+            awaiting: false,
+            msg_started: 0,
+            started: ctx.now,
+            deadline: ctx.now + timeout_ns,
+            rng,
+            key,
+            hs_sent: 0,
+            tx: Tx::idle(),
+            rx: Rx {
+                hdr: [0; MAX_HEADER],
+                hdr_len: 0,
+                in_payload: false,
+                frame_left: 0,
+                frame_op: 0,
+                frame_fin: false,
+                in_msg: false,
+                msg_off: 0,
+                ctl_off: 0,
+                close_code: [0; 2],
+            },
+            pings: [(0, 0); PING_RING],
+            ping_head: 0,
+            ping_len: 0,
+            extra: None,
+        }
+    }
+
+    /// Open, idle and able to start a message.
+    pub fn can_start(&self) -> bool {
+        self.state == State::Open && !self.has_slot && self.tx.item == Item::Idle && !self.awaiting
+    }
+
+    /// Starts a message (the caller gave this connection an activity slot): draws its size,
+    /// type, fragments and whether this message ends in a planned disconnect, then writes.
+    pub fn start_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        debug_assert!(self.can_start());
+        self.has_slot = true;
+        let max = ctx.cfg.max_size as u64;
+        let r = self.rng.next_u64();
+        let a = self.rng.next_u64();
+        let size = match r % 100 {
+            0..=1 => max,
+            2..=26 => a % (max.min(125) + 1),
+            27..=51 if max > 125 => 126 + ((a % (max - 125)) >> ((a >> 59) % 12)),
+            _ => a % (max + 1),
+        } as u32;
+        let text = (r >> 8) & 1 == 1;
+        let nfrags = 1 + ((r >> 16) % ctx.cfg.max_fragments as u64) as u16;
+        let mut tx = Tx::idle();
+        tx.rng = Rng::new(self.rng.next_u64());
+        tx.seed = self.rng.next_u64();
+        tx.size = size;
+        tx.text = text;
+        tx.nfrags = nfrags;
+        tx.pings_left = PINGS_PER_MSG;
+        let d = self.rng.next_u64();
+        if ((d >> 11) as f64 / (1u64 << 53) as f64) < ctx.cfg.disconnect_prob {
+            let where_ = self.rng.next_u64();
+            match d % 4 {
+                0 | 1 => {
+                    tx.close_at = (where_ % u64::from(nfrags)) as u16;
+                    self.planned_close = true;
+                }
+                k => {
+                    // Somewhere in the message's bytes (headers included), or right after it.
+                    tx.drop_at = (where_ % (u64::from(size) + 14 * u64::from(nfrags) + 1)) as u32;
+                    self.drop_rst = k == 3;
+                }
+            }
+        }
+        let mut ev = TxEvents::default();
+        tx.boundary(&ctx.params, &mut ev);
+        self.tx = tx;
+        self.apply(ctx, &ev);
+        self.awaiting = true;
+        self.msg_started = ctx.now;
+        self.deadline = ctx.now + ctx.echo_timeout_ns;
+        self.flush(ctx)
+    }
+
+    /// Applies what the real cursor did.
+    fn apply(&mut self, ctx: &mut Ctx<'_>, ev: &TxEvents) {
+        ctx.stats.fragments += u64::from(ev.frames);
+        for &(s, l) in &ev.pings[..ev.n_pings] {
+            ctx.stats.pings += 1;
+            if (self.ping_len as usize) < PING_RING {
+                let at = (self.ping_head as usize + self.ping_len as usize) % PING_RING;
+                self.pings[at] = (s, l);
+                self.ping_len += 1;
+            }
+        }
+        if ev.close_written {
+            self.state = State::Closing;
+            self.deadline = ctx.now + if self.shutdown_close { ctx.close_timeout_ns } else { ctx.echo_timeout_ns };
+        }
+    }
+
+    /// Handles a readiness event.
+    pub fn on_event(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        readable: bool,
+        writable: bool,
+        hup: bool,
+        rbuf: &mut [u8],
+    ) -> Result<(), End> {
+        if self.state == State::Connecting {
+            if !self.check_connected(ctx)? {
+                return Ok(());
+            }
+            self.send_request(ctx)?;
+            if readable {
+                self.on_readable(ctx, hup, rbuf)?;
+            }
+            return Ok(());
+        }
+        if writable {
+            if self.state == State::Upgrading {
+                self.send_request(ctx)?;
+            } else {
+                self.flush(ctx)?;
+            }
+        }
+        if readable {
+            self.on_readable(ctx, hup, rbuf)?;
+            if self.state != State::Upgrading {
+                self.flush(ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
+        match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => {
+                ctx.stats.connect_failed(&error_reason(&e));
+                return Err(End::Failed);
+            }
+            Ok(None) => {}
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.state = State::Upgrading;
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) || e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => {
+                ctx.stats.connect_failed(&error_reason(&e));
+                Err(End::Failed)
+            }
+        }
+    }
+
+    fn send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        ctx.scratch.clear();
+        wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &self.key);
+        while (self.hs_sent as usize) < ctx.scratch.len() {
+            match self.stream.write(&ctx.scratch[self.hs_sent as usize..]) {
+                Ok(0) => {
+                    ctx.stats.handshake_failed("write returned 0");
+                    return Err(End::Failed);
+                }
+                Ok(n) => self.hs_sent += n as u16,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    ctx.stats.handshake_failed(&error_reason(&e));
+                    return Err(End::Failed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_readable(&mut self, ctx: &mut Ctx<'_>, hup: bool, rbuf: &mut [u8]) -> Result<(), End> {
+        loop {
+            match self.stream.read(rbuf) {
+                Ok(0) => return Err(self.on_eof(ctx)),
+                Ok(n) => {
+                    ctx.now = crate::worker::now_ns();
+                    if self.state == State::Upgrading {
+                        self.on_response_bytes(ctx, &rbuf[..n])?;
+                    } else {
+                        if self.has_slot && self.state == State::Open {
+                            self.deadline = ctx.now + ctx.echo_timeout_ns;
+                        }
+                        self.on_frame_bytes(ctx, &rbuf[..n])?;
+                    }
+                    // Edge-triggered: a short read drained the socket, unless a FIN is queued.
+                    if n < rbuf.len() && !hup {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.on_io_error(ctx, &e)),
+            }
+        }
+    }
+
+    fn on_eof(&mut self, ctx: &mut Ctx<'_>) -> End {
+        match self.state {
+            State::Connecting | State::Upgrading => {
+                ctx.stats.handshake_failed("eof before response");
+                End::Failed
+            }
+            State::Open => {
+                self.lose(ctx, "eof without close frame");
+                End::Reconnect
+            }
+            State::Closing => {
+                if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
+                    self.lose(ctx, "eof before the close reply");
+                }
+                End::Reconnect
+            }
+        }
+    }
+
+    fn on_io_error(&mut self, ctx: &mut Ctx<'_>, e: &io::Error) -> End {
+        let reason = error_reason(e);
+        match self.state {
+            State::Connecting => {
+                ctx.stats.connect_failed(&reason);
+                End::Failed
+            }
+            State::Upgrading => {
+                ctx.stats.handshake_failed(&reason);
+                End::Failed
+            }
+            State::Open => {
+                self.lose(ctx, &reason);
+                End::Reconnect
+            }
+            State::Closing => {
+                if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
+                    self.lose(ctx, &format!("{reason} before the close reply"));
+                }
+                End::Reconnect
+            }
+        }
+    }
+
+    /// Counts this connection as lost unless the run is ending.
+    fn lose(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        if !ctx.shutting_down && !self.shutdown_close {
+            ctx.stats.lost_connection(reason);
+        }
+    }
+
+    fn on_response_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), End> {
+        let buffered = self.extra.as_ref().is_some_and(|x| !x.hs_buf.is_empty());
+        let mut owned;
+        let bytes: &[u8] = if buffered {
+            owned = std::mem::take(&mut self.extra.as_mut().expect("buffered").hs_buf);
+            owned.extend_from_slice(data);
+            &owned
+        } else {
+            owned = Vec::new();
+            data
+        };
+        match wire::check_response(bytes, &self.key) {
+            Ok(None) => {
+                let x = self.extra.get_or_insert_with(Extra::new);
+                if buffered {
+                    x.hs_buf = owned;
+                } else {
+                    x.hs_buf.extend_from_slice(data);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                ctx.stats.handshake_failed(&e.label());
+                Err(End::Failed)
+            }
+            Ok(Some(head)) => {
+                self.state = State::Open;
+                self.upgraded = true;
+                if self.incarnation == 0 {
+                    ctx.stats.upgraded += 1;
+                } else {
+                    ctx.stats.reconnects += 1;
+                }
+                let _ = ctx.stats.handshake.record(ctx.now.saturating_sub(self.started).max(1));
+                ctx.became_open = true;
+                self.extra = None;
+                let rest = &bytes[head..];
+                if !rest.is_empty() {
+                    self.on_frame_bytes(ctx, rest)?;
+                }
+                drop(owned);
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a mismatch, describes the first few, and says to drop the connection: after a
+    /// wrong echo the two sides no longer agree on where messages start.
+    fn mismatch(&mut self, ctx: &mut Ctx<'_>, what: &str) -> End {
+        ctx.stats.mismatches += 1;
+        if ctx.mismatch_logs < 5 {
+            ctx.mismatch_logs += 1;
+            eprintln!(
+                "wsbench: echo mismatch on connection #{} (connection {} of this index, message of {} B {}, {} fragments): {what}",
+                self.index,
+                self.incarnation + 1,
+                self.tx.size,
+                if self.tx.text { "text" } else { "binary" },
+                self.tx.nfrags
+            );
+        }
+        End::Reconnect
+    }
+
+    fn protocol_error(&mut self, ctx: &mut Ctx<'_>, what: &str) -> End {
+        self.lose(ctx, &format!("protocol error: {what}"));
+        if ctx.mismatch_logs < 5 {
+            ctx.mismatch_logs += 1;
+            eprintln!("wsbench: protocol error on connection #{}: {what}", self.index);
+        }
+        End::Reconnect
+    }
+
+    /// Parses server frames, verifying payloads as they arrive.
+    fn on_frame_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), End> {
+        let mut i = 0;
+        while i < data.len() {
+            if !self.rx.in_payload {
+                let h = if self.rx.hdr_len > 0 {
+                    let have = self.rx.hdr_len as usize;
+                    let take = (MAX_HEADER - have).min(data.len() - i);
+                    self.rx.hdr[have..have + take].copy_from_slice(&data[i..i + take]);
+                    match wire::decode_header(&self.rx.hdr[..have + take]) {
+                        Ok(Some(h)) => {
+                            i += h.hlen - have;
+                            self.rx.hdr_len = 0;
+                            h
+                        }
+                        Ok(None) => {
+                            self.rx.hdr_len += take as u8;
+                            i += take;
+                            continue;
+                        }
+                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
+                    }
+                } else {
+                    match wire::decode_header(&data[i..]) {
+                        Ok(Some(h)) => {
+                            i += h.hlen;
+                            h
+                        }
+                        Ok(None) => {
+                            let rest = data.len() - i;
+                            self.rx.hdr[..rest].copy_from_slice(&data[i..]);
+                            self.rx.hdr_len = rest as u8;
+                            i = data.len();
+                            continue;
+                        }
+                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
+                    }
+                };
+                self.start_frame(ctx, h)?;
+            } else {
+                let n = (self.rx.frame_left.min((data.len() - i) as u64)) as usize;
+                let chunk = &data[i..i + n];
+                if self.rx.frame_op & 0x8 == 0 {
+                    self.check_payload(ctx, chunk)?;
+                } else {
+                    self.control_bytes(ctx, chunk)?;
+                }
+                self.rx.frame_left -= n as u64;
+                i += n;
+                if self.rx.frame_left == 0 {
+                    self.rx.in_payload = false;
+                    self.end_frame(ctx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_frame(&mut self, ctx: &mut Ctx<'_>, h: wire::Header) -> Result<(), End> {
+        match h.opcode {
+            wire::OP_TEXT | wire::OP_BINARY => {
+                if self.rx.in_msg {
+                    return Err(self.protocol_error(ctx, "new message inside a fragmented one"));
+                }
+                if !self.awaiting {
+                    return Err(self.mismatch(ctx, "a message arrived with none in flight"));
+                }
+                let want = if self.tx.text { wire::OP_TEXT } else { wire::OP_BINARY };
+                if h.opcode != want {
+                    return Err(self.mismatch(ctx, &format!("opcode {} instead of {want}", h.opcode)));
+                }
+                self.rx.in_msg = true;
+                self.rx.msg_off = 0;
+            }
+            wire::OP_CONTINUATION => {
+                if !self.rx.in_msg {
+                    return Err(self.protocol_error(ctx, "continuation without a message"));
+                }
+            }
+            _ => {
+                self.rx.ctl_off = 0;
+                if h.opcode == wire::OP_PONG && self.ping_len == 0 {
+                    return Err(self.mismatch(ctx, "a pong arrived with no ping outstanding"));
+                }
+                if h.opcode == wire::OP_PONG {
+                    let (_, want) = self.pings[self.ping_head as usize];
+                    if h.len != u64::from(want) {
+                        return Err(self.mismatch(ctx, &format!("pong of {} bytes for a ping of {want}", h.len)));
+                    }
+                }
+            }
+        }
+        if h.opcode & 0x8 == 0 && u64::from(self.rx.msg_off) + h.len > u64::from(self.tx.size) {
+            let what = format!(
+                "echo frame of {} bytes at offset {} goes past the {} sent",
+                h.len, self.rx.msg_off, self.tx.size
+            );
+            return Err(self.mismatch(ctx, &what));
+        }
+        self.rx.frame_op = h.opcode;
+        self.rx.frame_fin = h.fin;
+        self.rx.frame_left = h.len;
+        if h.len == 0 {
+            self.end_frame(ctx)
+        } else {
+            self.rx.in_payload = true;
+            Ok(())
+        }
+    }
+
+    fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
+        let start = self.rx.msg_off as usize;
+        let exp = &mut ctx.vbuf[..chunk.len()];
+        ctx.gen.fill(self.tx.seed, self.tx.size as usize, self.tx.text, start, exp);
+        if *exp != *chunk {
+            let k = exp.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
+            let what =
+                format!("byte {} of {}: expected 0x{:02x}, got 0x{:02x}", start + k, self.tx.size, exp[k], chunk[k]);
+            return Err(self.mismatch(ctx, &what));
+        }
+        self.rx.msg_off += chunk.len() as u32;
+        Ok(())
+    }
+
+    fn control_bytes(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
+        let at = self.rx.ctl_off as usize;
+        match self.rx.frame_op {
+            wire::OP_PONG => {
+                let (seed, len) = self.pings[self.ping_head as usize];
+                let mut exp = [0u8; 125];
+                ctx.gen.fill(ping_seed(seed), len as usize, false, 0, &mut exp[..len as usize]);
+                if exp[at..at + chunk.len()] != *chunk {
+                    return Err(self.mismatch(ctx, "pong payload differs from the ping's"));
+                }
+            }
+            wire::OP_PING => {
+                let x = self.extra.get_or_insert_with(Extra::new);
+                x.ping_in[at..at + chunk.len()].copy_from_slice(chunk);
+            }
+            _ => {
+                for (k, &b) in chunk.iter().enumerate() {
+                    if at + k < 2 {
+                        self.rx.close_code[at + k] = b;
+                    }
+                }
+            }
+        }
+        self.rx.ctl_off += chunk.len() as u8;
+        Ok(())
+    }
+
+    fn end_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        match self.rx.frame_op {
+            wire::OP_CLOSE => self.on_close_frame(ctx),
+            wire::OP_PING => {
+                ctx.stats.server_pings += 1;
+                let len = self.rx.ctl_off;
+                let x = self.extra.get_or_insert_with(Extra::new);
+                x.pong_pending = Some((x.ping_in, len));
+                Ok(())
+            }
+            wire::OP_PONG => {
+                ctx.stats.pongs += 1;
+                self.ping_head = ((self.ping_head as usize + 1) % PING_RING) as u8;
+                self.ping_len -= 1;
+                Ok(())
+            }
+            _ => {
+                if self.rx.frame_fin {
+                    self.end_message(ctx)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn end_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        self.rx.in_msg = false;
+        if self.rx.msg_off != self.tx.size {
+            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.size);
+            return Err(self.mismatch(ctx, &what));
+        }
+        if !self.tx.all_sent() {
+            return Err(self.mismatch(ctx, "the echo ended before the last fragment was sent"));
+        }
+        if self.ping_len > 0 {
+            let what = format!("the echo ended with {} pong(s) missing", self.ping_len);
+            return Err(self.mismatch(ctx, &what));
+        }
+        self.awaiting = false;
+        let size = u64::from(self.tx.size);
+        ctx.msgs_total += 1;
+        ctx.bytes_total += size;
+        if ctx.counting {
+            ctx.stats.msgs += 1;
+            ctx.stats.bytes += size;
+            ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.msg_started).max(1));
+        }
+        if self.has_slot && self.state == State::Open {
+            self.has_slot = false;
+            ctx.freed = true;
+        }
+        Ok(())
+    }
+
+    fn on_close_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        let code = match self.rx.ctl_off {
+            0 => 1005,
+            1 => return Err(self.protocol_error(ctx, "close frame with a 1-byte payload")),
+            _ => u16::from_be_bytes(self.rx.close_code),
+        };
+        let we_closed = self.tx.item == Item::Closed;
+        if !we_closed {
+            // The server closed on its own (or answered a close we have not finished writing).
+            ctx.stats.server_close(code);
+            if !ctx.shutting_down {
+                self.lose(ctx, &format!("server close {code}"));
+            }
+            return Err(End::Reconnect);
+        }
+        self.close_rcvd = true;
+        if code != 1000 {
+            return Err(self.mismatch(ctx, &format!("close reply with code {code} to our 1000")));
+        }
+        if self.ping_len > 0 {
+            let what = format!("close reply with {} pong(s) missing", self.ping_len);
+            return Err(self.mismatch(ctx, &what));
+        }
+        if self.shutdown_close {
+            ctx.stats.clean_closes += 1;
+        } else if self.planned_close {
+            ctx.stats.clean_disconnects += 1;
+        }
+        // Now wait for the server's EOF (TIME_WAIT lands on its side).
+        Ok(())
+    }
+
+    /// The end of the run: close (1000) after the frame being written. Connections not yet open
+    /// just end.
+    pub fn start_close(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        match self.state {
+            State::Connecting | State::Upgrading => Err(End::Failed),
+            State::Closing => Ok(()),
+            State::Open => {
+                if self.tx.drop_at != NONE32 {
+                    // A planned drop was under way: drop now.
+                    return Err(End::Reconnect);
+                }
+                self.shutdown_close = true;
+                self.planned_close = false;
+                self.state = State::Closing;
+                self.deadline = ctx.now + ctx.close_timeout_ns;
+                match self.tx.item {
+                    Item::Closed | Item::Close => {}
+                    Item::Idle => {
+                        self.tx.close_req = true;
+                        self.tx.enter_close(false);
+                    }
+                    _ => {
+                        self.tx.close_req = true;
+                        if self.tx.at_boundary() {
+                            self.tx.enter_close(false);
+                        }
+                    }
+                }
+                self.flush(ctx)
+            }
+        }
+    }
+
+    /// Performs the planned abrupt drop: RST (SO_LINGER 0) or a plain close (FIN).
+    fn abrupt_drop(&mut self, ctx: &mut Ctx<'_>) -> End {
+        if self.drop_rst {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
+            ctx.stats.drops_rst += 1;
+        }
+        ctx.stats.drops += 1;
+        End::Reconnect
+    }
+
+    /// Writes: a pending pong at a frame boundary, then the message's frames, until the socket
+    /// is full, the message is written, or its planned drop point is reached.
+    pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        if !matches!(self.state, State::Open | State::Closing) {
+            return Ok(());
+        }
+        loop {
+            if self.tx.drop_at != NONE32 && (self.tx.wire >= self.tx.drop_at || self.tx.item == Item::Idle) {
+                return Err(self.abrupt_drop(ctx));
+            }
+            let pong = self.extra.as_ref().is_some_and(|x| x.pong_busy());
+            if pong && self.tx.at_boundary() && self.tx.item != Item::Closed {
+                match self.write_pong(ctx) {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            if matches!(self.tx.item, Item::Idle | Item::Closed) {
+                return Ok(());
+            }
+            let mut sim = self.tx;
+            let mut ev = TxEvents::default();
+            let mut buf = std::mem::take(&mut ctx.txbuf);
+            let n = sim.emit(ctx.gen, &ctx.params, Some(&mut buf[..]), WRITE_CHUNK, pong, &mut ev);
+            let res = self.stream.write(&buf[..n]);
+            ctx.txbuf = buf;
+            match res {
+                Ok(0) => return Err(self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(k) => {
+                    let mut ev = TxEvents::default();
+                    let done = self.tx.emit(ctx.gen, &ctx.params, None, k, pong, &mut ev);
+                    debug_assert_eq!(done, k);
+                    self.apply(ctx, &ev);
+                    if self.has_slot && self.state == State::Open {
+                        self.deadline = ctx.now + ctx.echo_timeout_ns;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.on_io_error(ctx, &e)),
+            }
+        }
+    }
+
+    /// Writes the pong for the latest server ping; Ok(true) when it is completely written.
+    fn write_pong(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
+        let mask = (self.rng.next_u64() as u32).to_le_bytes();
+        let x = self.extra.as_mut().expect("pong pending");
+        if x.pong_off >= x.pong_len {
+            let (payload, len) = x.pong_pending.take().expect("pong pending");
+            let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len as usize], mask, &mut x.pong_tx);
+            x.pong_len = n as u8;
+            x.pong_off = 0;
+        }
+        loop {
+            match self.stream.write(&x.pong_tx[x.pong_off as usize..x.pong_len as usize]) {
+                Ok(0) => return Err(self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => {
+                    x.pong_off += n as u8;
+                    if x.pong_off == x.pong_len {
+                        x.pong_off = 0;
+                        x.pong_len = 0;
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.on_io_error(ctx, &e)),
+            }
+        }
+    }
+
+    /// The deadline passed: counts what it means and says the connection should be dropped.
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> End {
+        match self.state {
+            State::Connecting => {
+                ctx.stats.connect_failed("timeout");
+                End::Failed
+            }
+            State::Upgrading => {
+                ctx.stats.handshake_failed("timeout");
+                End::Failed
+            }
+            State::Open => {
+                if self.has_slot {
+                    self.lose(ctx, "echo timeout");
+                }
+                End::Reconnect
+            }
+            State::Closing => {
+                if !self.close_rcvd {
+                    if self.shutdown_close {
+                        ctx.stats.close_timeouts += 1;
+                    } else {
+                        self.lose(ctx, "no close reply (timeout)");
+                    }
+                }
+                End::Reconnect
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a Tx over a whole message, writing in pieces of `step` bytes, and parses the frames.
+    fn drive(size: u32, text: bool, nfrags: u16, ping_p: u32, step: usize, seed: u64) -> (Vec<u8>, usize, usize) {
+        let gen = Gen::new();
+        let p = TxParams { ping_p };
+        let mut tx = Tx::idle();
+        tx.rng = Rng::new(seed);
+        tx.seed = seed ^ 77;
+        tx.size = size;
+        tx.text = text;
+        tx.nfrags = nfrags;
+        tx.pings_left = PINGS_PER_MSG;
+        let mut ev = TxEvents::default();
+        tx.boundary(&p, &mut ev);
+        let mut wire_bytes = Vec::new();
+        let mut buf = vec![0u8; WRITE_CHUNK];
+        let mut frames = ev.frames as usize;
+        let mut pings = ev.n_pings;
+        while tx.item != Item::Idle {
+            let mut sim = tx;
+            let mut e1 = TxEvents::default();
+            let n = sim.emit(&gen, &p, Some(&mut buf[..]), step, false, &mut e1);
+            wire_bytes.extend_from_slice(&buf[..n]);
+            // The socket takes only part of it.
+            let k = n.div_ceil(2).max(1).min(n);
+            wire_bytes.truncate(wire_bytes.len() - (n - k));
+            let mut e2 = TxEvents::default();
+            assert_eq!(tx.emit(&gen, &p, None, k, false, &mut e2), k);
+            frames += e2.frames as usize;
+            pings += e2.n_pings;
+        }
+        assert!(tx.all_sent());
+        // Parse: unmask and reassemble.
+        let mut msg = Vec::new();
+        let mut i = 0;
+        let mut seen_frames = 0;
+        let mut seen_pings = 0;
+        while i < wire_bytes.len() {
+            let b0 = wire_bytes[i];
+            let b1 = wire_bytes[i + 1];
+            assert!(b1 & 0x80 != 0, "client frames are masked");
+            let (len, hl) = match b1 & 0x7f {
+                126 => (u16::from_be_bytes([wire_bytes[i + 2], wire_bytes[i + 3]]) as usize, 4),
+                127 => (u64::from_be_bytes(wire_bytes[i + 2..i + 10].try_into().unwrap()) as usize, 10),
+                n => (n as usize, 2),
+            };
+            let mask: [u8; 4] = wire_bytes[i + hl..i + hl + 4].try_into().unwrap();
+            let mut payload = wire_bytes[i + hl + 4..i + hl + 4 + len].to_vec();
+            apply_mask(&mut payload, mask, 0);
+            match b0 & 0x0f {
+                0x9 => {
+                    seen_pings += 1;
+                    assert!(b0 & 0x80 != 0);
+                }
+                op => {
+                    assert_eq!(
+                        op,
+                        if seen_frames == 0 {
+                            if text {
+                                1
+                            } else {
+                                2
+                            }
+                        } else {
+                            0
+                        }
+                    );
+                    seen_frames += 1;
+                    assert_eq!(b0 & 0x80 != 0, seen_frames == nfrags as usize, "FIN only on the last");
+                    msg.extend_from_slice(&payload);
+                }
+            }
+            i += hl + 4 + len;
+        }
+        assert_eq!(seen_frames, frames);
+        assert_eq!(seen_pings, pings);
+        (msg, frames, pings)
+    }
+
+    #[test]
+    fn connection_state_is_small() {
+        // 50,000 connections: no per-message buffers, a few hundred bytes each.
+        let size = std::mem::size_of::<SoakConn>();
+        println!("size_of::<SoakConn>() = {size}");
+        assert!(size <= 320, "SoakConn grew to {size} bytes");
+    }
+
+    #[test]
+    fn simulated_and_real_cursors_agree() {
+        let gen = Gen::new();
+        for (size, text, nfrags, step) in [
+            (0u32, false, 1u16, 7usize),
+            (0, true, 5, 3),
+            (10, true, 3, 1),
+            (65536, false, 8, 5000),
+            (70000, true, 4, 65536),
+        ] {
+            for seed in 0..5 {
+                let (msg, frames, pings) = drive(size, text, nfrags, u32::MAX / 2, step, seed);
+                assert_eq!(frames, nfrags as usize);
+                assert!(pings <= PINGS_PER_MSG as usize);
+                let mut want = vec![0u8; size as usize];
+                gen.fill(seed ^ 77, size as usize, text, 0, &mut want);
+                assert_eq!(msg, want, "size {size} text {text} frags {nfrags} seed {seed}");
+            }
+        }
+    }
+}
