@@ -1,69 +1,34 @@
-//! One client connection as a state machine: TCP connect → upgrade request and verified 101
-//! response → open (send queued messages, parse and verify echoes) → closing (close handshake)
-//! → ended.
+//! One echo/rate/idle-mode connection: what it sends (copies of the workload's prepared frames)
+//! and how it checks what comes back, plugged into the shared transport (`transport`) that does
+//! the connect, the upgrade, the read loop, frame splitting and error classification.
 //!
-//! Owns the per-connection state, which is kept small: a few counters, a ring of send
-//! timestamps sized to the messages allowed in flight, the partial-frame-header bytes, and a
-//! lazily boxed [`Extra`] for the rare things (a handshake response split over reads, control
-//! frame payloads, a pending pong/close). Echoes are verified incrementally against the known
-//! payload as bytes arrive; nothing is buffered per message and nothing is allocated per
-//! message. It does not own the event loop, timers or scheduling (see `worker`): the worker
-//! calls [`Conn::on_event`], [`Conn::enqueue`], [`Conn::start_close`] and [`Conn::timed_out`].
-
-use std::io::{self, Read, Write};
+//! Owns the per-connection message state, which is kept small: a few counters, a ring of send
+//! timestamps sized to the messages allowed in flight, and a lazily boxed [`Extra`] for the rare
+//! things (a handshake response split over reads, control frame payloads, a pending pong/close).
+//! Echoes are verified incrementally against the known payload as bytes arrive; nothing is
+//! buffered per message and nothing is allocated per message. It does not own the socket
+//! plumbing (see `transport`) nor the event loop, timers or scheduling (see `worker`): the
+//! worker calls [`Session::on_event`], [`Conn::enqueue`], [`Conn::start_close`] and
+//! [`Session::timed_out`].
 
 use mio::net::TcpStream;
 
-use crate::cli::Config;
-use crate::net::error_reason;
-use crate::stats::Stats;
-use crate::wire::{self, Workload, MAX_HEADER};
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Non-blocking connect in progress.
-    Connecting,
-    /// Request being written / response being read.
-    Upgrading,
-    /// Upgraded: messages flow.
-    Open,
-    /// A close frame is queued or sent (ours or a reply to the server's); waiting for the
-    /// server's close frame and its EOF.
-    Closing,
-}
+use crate::transport::{self, write_some, Link, Session, State};
+use crate::wire::{self, Workload};
 
 /// The connection is over and should be dropped; everything worth counting has been counted.
 #[derive(Debug)]
 pub struct Ended;
 
-/// Per-loop context handed to every connection call: the read-only workload and configuration
-/// plus the loop's counters.
-pub struct Ctx<'a> {
-    pub cfg: &'a Config,
+/// The echo/rate/idle part of the per-loop context.
+pub struct Echo<'a> {
     pub work: &'a Workload,
-    /// Nanoseconds since the loop's epoch; refreshed by the worker before each call.
-    pub now: u64,
-    pub stats: Stats,
-    /// Messages/bytes echoed since the start, warm-up included (for progress lines).
-    pub msgs_total: u64,
-    pub bytes_total: u64,
-    /// Record completed messages in `stats` (inside the measured window).
-    pub counting: bool,
     /// Echo mode and not shutting down: queue a new message when one completes.
     pub refill: bool,
-    /// The loop is closing every connection: closes and EOFs from now on are not "lost".
-    pub shutting_down: bool,
-    pub close_timeout_ns: u64,
-    /// Set by a call when the connection just became open (upgraded).
-    pub became_open: bool,
-    /// Set by a call when a message completed (a slot in flight was freed).
-    pub freed: bool,
-    /// Request-building scratch space, reused.
-    pub scratch: Vec<u8>,
-    /// How many mismatches were described on stderr so far (the first few are).
-    pub mismatch_logs: u32,
 }
+
+/// Per-loop context handed to every connection call.
+pub type Ctx<'a> = transport::Ctx<'a, Echo<'a>>;
 
 /// The rarely needed parts of a connection, boxed on first use.
 struct Extra {
@@ -92,8 +57,8 @@ impl Extra {
 }
 
 pub struct Conn {
-    pub stream: TcpStream,
-    pub state: State,
+    /// Socket, life state, upgrade and frame-header progress, deadline.
+    pub link: Link,
     /// Global connection index (over all processes and loops).
     pub index: u32,
     /// Payload variant used by this connection.
@@ -102,19 +67,11 @@ pub struct Conn {
     pub active: bool,
     /// Rate mode: the connection is (possibly) in the worker's ready queue.
     pub in_ready: bool,
-    /// Upgrade verified (counted in `stats.upgraded`; counts as open until it ends).
-    pub upgraded: bool,
     /// We started the close handshake (end of run).
     we_closed: bool,
     close_queued: bool,
     close_sent: bool,
     close_rcvd: bool,
-    /// Connect start, ns.
-    started: u64,
-    /// Connect/upgrade deadline, or close deadline, ns.
-    pub deadline: u64,
-    key: [u8; 24],
-    hs_sent: u16,
     /// Bytes of the first queued frame already written.
     tx_off: u32,
     /// Frames queued and not completely written (the newest `tx_pending` ring entries).
@@ -123,11 +80,6 @@ pub struct Conn {
     ring: Box<[u64]>,
     ring_head: u32,
     ring_len: u32,
-    /// Bytes of a frame header split over reads.
-    hdr: [u8; MAX_HEADER],
-    hdr_len: u8,
-    in_payload: bool,
-    frame_left: u64,
     frame_op: u8,
     frame_fin: bool,
     /// A data message is being received.
@@ -148,32 +100,22 @@ impl Conn {
         ctx: &Ctx<'_>,
         connect_timeout_ns: u64,
     ) -> Conn {
-        let nvar = ctx.work.variants.len().max(1);
+        let nvar = ctx.m.work.variants.len().max(1);
         Conn {
-            stream,
-            state: State::Connecting,
+            link: Link::new(stream, key, ctx.now, connect_timeout_ns),
             index,
             variant: (index as usize % nvar) as u16,
             active,
             in_ready: false,
-            upgraded: false,
             we_closed: false,
             close_queued: false,
             close_sent: false,
             close_rcvd: false,
-            started: ctx.now,
-            deadline: ctx.now + connect_timeout_ns,
-            key,
-            hs_sent: 0,
             tx_off: 0,
             tx_pending: 0,
             ring: if active && in_flight > 0 { vec![0u64; in_flight].into_boxed_slice() } else { Box::new([]) },
             ring_head: 0,
             ring_len: 0,
-            hdr: [0; MAX_HEADER],
-            hdr_len: 0,
-            in_payload: false,
-            frame_left: 0,
             frame_op: 0,
             frame_fin: false,
             in_msg: false,
@@ -186,7 +128,7 @@ impl Conn {
     /// Messages that may still be queued.
     #[inline]
     pub fn room(&self) -> usize {
-        if self.state != State::Open || self.close_queued {
+        if self.link.state != State::Open || self.close_queued {
             0
         } else {
             self.ring.len() - self.ring_len as usize
@@ -211,296 +153,10 @@ impl Conn {
         true
     }
 
-    /// Handles a readiness event. `hup`: the peer shut its side (EPOLLRDHUP) or the socket has
-    /// an error, so reading goes on to EOF instead of stopping at a short read.
-    pub fn on_event(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        readable: bool,
-        writable: bool,
-        hup: bool,
-        rbuf: &mut [u8],
-    ) -> Result<(), Ended> {
-        if self.state == State::Connecting {
-            if !self.check_connected(ctx)? {
-                return Ok(());
-            }
-            // Connected: write the request now (the socket is writable), then read if there is
-            // anything (the response cannot have come before the request; harmless to try).
-            self.send_request(ctx)?;
-            if readable {
-                self.on_readable(ctx, hup, rbuf)?;
-            }
-            return Ok(());
-        }
-        if writable {
-            if self.state == State::Upgrading {
-                self.send_request(ctx)?;
-            } else {
-                self.flush(ctx)?;
-            }
-        }
-        if readable {
-            self.on_readable(ctx, hup, rbuf)?;
-            if self.state != State::Upgrading {
-                // Echoes completed by this read may have queued new messages or a pong.
-                self.flush(ctx)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Connect finished? Err when it failed.
-    fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Ended> {
-        match self.stream.take_error() {
-            Ok(Some(e)) | Err(e) => {
-                ctx.stats.connect_failed(&error_reason(&e));
-                return Err(Ended);
-            }
-            Ok(None) => {}
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => {
-                self.state = State::Upgrading;
-                Ok(true)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) || e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => {
-                ctx.stats.connect_failed(&error_reason(&e));
-                Err(Ended)
-            }
-        }
-    }
-
-    fn send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Ended> {
-        ctx.scratch.clear();
-        wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &self.key);
-        while (self.hs_sent as usize) < ctx.scratch.len() {
-            match self.stream.write(&ctx.scratch[self.hs_sent as usize..]) {
-                Ok(0) => {
-                    ctx.stats.handshake_failed("write returned 0");
-                    return Err(Ended);
-                }
-                Ok(n) => self.hs_sent += n as u16,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    ctx.stats.handshake_failed(&error_reason(&e));
-                    return Err(Ended);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_readable(&mut self, ctx: &mut Ctx<'_>, hup: bool, rbuf: &mut [u8]) -> Result<(), Ended> {
-        loop {
-            match self.stream.read(rbuf) {
-                Ok(0) => return Err(self.on_eof(ctx)),
-                Ok(n) => {
-                    ctx.now = crate::worker::now_ns();
-                    if self.state == State::Upgrading {
-                        self.on_response_bytes(ctx, &rbuf[..n])?;
-                    } else {
-                        self.on_frame_bytes(ctx, &rbuf[..n])?;
-                    }
-                    // A short read drained the socket; with edge-triggered epoll, data that
-                    // arrives later raises a new event. Not so a FIN already queued (it came
-                    // with this event's RDHUP): then read on until EOF.
-                    if n < rbuf.len() && !hup {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.on_io_error(ctx, &e)),
-            }
-        }
-    }
-
-    fn on_eof(&mut self, ctx: &mut Ctx<'_>) -> Ended {
-        match self.state {
-            State::Connecting | State::Upgrading => ctx.stats.handshake_failed("eof before response"),
-            State::Open => self.lose(ctx, "eof without close frame"),
-            // Closing: the server ended TCP after (or instead of) answering our close. Either
-            // way nothing is lost; a clean close was already counted when its frame arrived.
-            State::Closing => {}
-        }
-        Ended
-    }
-
-    fn on_io_error(&mut self, ctx: &mut Ctx<'_>, e: &io::Error) -> Ended {
-        let reason = error_reason(e);
-        match self.state {
-            State::Connecting => ctx.stats.connect_failed(&reason),
-            State::Upgrading => ctx.stats.handshake_failed(&reason),
-            State::Open => self.lose(ctx, &reason),
-            State::Closing => {}
-        }
-        Ended
-    }
-
-    /// Counts this connection as lost unless we are the ones closing.
-    fn lose(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
-        if !self.we_closed && !ctx.shutting_down {
-            ctx.stats.lost_connection(reason);
-        }
-    }
-
-    fn on_response_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), Ended> {
-        let buffered = self.extra.as_ref().is_some_and(|x| !x.hs_buf.is_empty());
-        let mut owned;
-        let bytes: &[u8] = if buffered {
-            owned = std::mem::take(&mut self.extra.as_mut().expect("buffered").hs_buf);
-            owned.extend_from_slice(data);
-            &owned
-        } else {
-            owned = Vec::new();
-            data
-        };
-        match wire::check_response(bytes, &self.key) {
-            Ok(None) => {
-                let x = self.extra.get_or_insert_with(Extra::new);
-                if buffered {
-                    x.hs_buf = owned;
-                } else {
-                    x.hs_buf.extend_from_slice(data);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                ctx.stats.handshake_failed(&e.label());
-                Err(Ended)
-            }
-            Ok(Some(head)) => {
-                self.state = State::Open;
-                self.upgraded = true;
-                ctx.stats.upgraded += 1;
-                let _ = ctx.stats.handshake.record(ctx.now.saturating_sub(self.started).max(1));
-                ctx.became_open = true;
-                if self.extra.as_ref().is_some_and(|x| x.ctl_tx_len == 0) {
-                    self.extra = None;
-                }
-                if self.active && ctx.refill {
-                    while self.enqueue(ctx.now) {}
-                }
-                let rest = &bytes[head..];
-                if !rest.is_empty() {
-                    self.on_frame_bytes(ctx, rest)?;
-                }
-                drop(owned);
-                self.flush(ctx)
-            }
-        }
-    }
-
-    /// Parses server frames in `data`, verifying data payloads as they arrive.
-    fn on_frame_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), Ended> {
-        let mut i = 0;
-        while i < data.len() {
-            if !self.in_payload {
-                let h = if self.hdr_len > 0 {
-                    let have = self.hdr_len as usize;
-                    let take = (MAX_HEADER - have).min(data.len() - i);
-                    self.hdr[have..have + take].copy_from_slice(&data[i..i + take]);
-                    match wire::decode_header(&self.hdr[..have + take]) {
-                        Ok(Some(h)) => {
-                            i += h.hlen - have;
-                            self.hdr_len = 0;
-                            h
-                        }
-                        Ok(None) => {
-                            self.hdr_len += take as u8;
-                            i += take;
-                            continue;
-                        }
-                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
-                    }
-                } else {
-                    match wire::decode_header(&data[i..]) {
-                        Ok(Some(h)) => {
-                            i += h.hlen;
-                            h
-                        }
-                        Ok(None) => {
-                            let rest = data.len() - i;
-                            self.hdr[..rest].copy_from_slice(&data[i..]);
-                            self.hdr_len = rest as u8;
-                            i = data.len();
-                            continue;
-                        }
-                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
-                    }
-                };
-                self.start_frame(ctx, h)?;
-            } else {
-                let n = (self.frame_left.min((data.len() - i) as u64)) as usize;
-                let chunk = &data[i..i + n];
-                if self.frame_op & 0x8 == 0 {
-                    self.check_payload(ctx, chunk);
-                } else {
-                    let x = self.extra.get_or_insert_with(Extra::new);
-                    let at = x.ctl_rx_len as usize;
-                    x.ctl_rx[at..at + n].copy_from_slice(chunk);
-                    x.ctl_rx_len += n as u8;
-                }
-                self.frame_left -= n as u64;
-                i += n;
-                if self.frame_left == 0 {
-                    self.in_payload = false;
-                    self.end_frame(ctx)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn start_frame(&mut self, ctx: &mut Ctx<'_>, h: wire::Header) -> Result<(), Ended> {
-        match h.opcode {
-            wire::OP_TEXT | wire::OP_BINARY => {
-                if self.in_msg {
-                    return Err(self.protocol_error(ctx, "new message inside a fragmented one"));
-                }
-                self.in_msg = true;
-                self.msg_off = 0;
-                self.msg_bad = false;
-                if self.ring_len == 0 {
-                    self.mismatch(ctx, "a message arrived with none in flight".into());
-                } else if h.opcode != ctx.work.opcode {
-                    self.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.work.opcode));
-                }
-            }
-            wire::OP_CONTINUATION => {
-                if !self.in_msg {
-                    return Err(self.protocol_error(ctx, "continuation without a message"));
-                }
-            }
-            _ => {
-                if let Some(x) = self.extra.as_mut() {
-                    x.ctl_rx_len = 0;
-                }
-            }
-        }
-        if h.opcode & 0x8 == 0 {
-            // Remember data frames as "data", whatever their opcode, for the payload check.
-            self.frame_op = wire::OP_BINARY;
-        } else {
-            self.frame_op = h.opcode;
-        }
-        self.frame_fin = h.fin;
-        self.frame_left = h.len;
-        if h.len == 0 {
-            self.end_frame(ctx)
-        } else {
-            self.in_payload = true;
-            Ok(())
-        }
-    }
-
     #[inline]
     fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) {
         if !self.msg_bad {
-            let p = &ctx.work.variants[self.variant as usize].payload;
+            let p = &ctx.m.work.variants[self.variant as usize].payload;
             let start = self.msg_off as usize;
             let end = start.saturating_add(chunk.len());
             if end > p.len() {
@@ -531,35 +187,8 @@ impl Conn {
         }
     }
 
-    fn end_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Ended> {
-        match self.frame_op {
-            wire::OP_CLOSE => self.on_close_frame(ctx),
-            wire::OP_PING => {
-                if !self.close_queued {
-                    let x = self.extra.get_or_insert_with(Extra::new);
-                    if x.ctl_tx_len == 0 {
-                        let len = x.ctl_rx_len as usize;
-                        let payload = x.ctl_rx;
-                        let mask = (ctx.now as u32 ^ self.index.rotate_left(13)).to_le_bytes();
-                        let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len], mask, &mut x.ctl_tx);
-                        x.ctl_tx_len = n as u8;
-                        x.ctl_tx_off = 0;
-                    }
-                }
-                Ok(())
-            }
-            wire::OP_PONG => Ok(()),
-            _ => {
-                if self.frame_fin {
-                    self.end_message(ctx);
-                }
-                Ok(())
-            }
-        }
-    }
-
     fn end_message(&mut self, ctx: &mut Ctx<'_>) {
-        let size = ctx.work.size as u64;
+        let size = ctx.m.work.size as u64;
         if !self.msg_bad && self.msg_off != size {
             self.mismatch(ctx, format!("echo of {} bytes, {} sent", self.msg_off, size));
         }
@@ -588,7 +217,7 @@ impl Conn {
         }
         if stamp.is_some() {
             ctx.freed = true;
-            if ctx.refill && self.active {
+            if ctx.m.refill && self.active {
                 self.enqueue(ctx.now);
             }
         }
@@ -613,35 +242,9 @@ impl Conn {
             self.lose(ctx, &reason);
             self.queue_close(ctx, if len == 0 { None } else { Some(code) });
         }
-        self.state = State::Closing;
-        self.deadline = ctx.now + ctx.close_timeout_ns;
+        self.link.state = State::Closing;
+        self.link.deadline = ctx.now + ctx.close_timeout_ns;
         Ok(())
-    }
-
-    /// Server broke the protocol: count it and drop the connection.
-    fn protocol_error(&mut self, ctx: &mut Ctx<'_>, what: &str) -> Ended {
-        self.lose(ctx, &format!("protocol error: {what}"));
-        if ctx.mismatch_logs < 5 {
-            ctx.mismatch_logs += 1;
-            eprintln!("wsbench: protocol error on connection #{}: {what}", self.index);
-        }
-        Ended
-    }
-
-    /// Starts our close handshake (code 1000): unsent messages are dropped, a partly written
-    /// frame is finished first. Connections not yet open just end.
-    pub fn start_close(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Ended> {
-        match self.state {
-            State::Connecting | State::Upgrading => Err(Ended),
-            State::Closing => Ok(()),
-            State::Open => {
-                self.we_closed = true;
-                self.state = State::Closing;
-                self.deadline = ctx.now + ctx.close_timeout_ns;
-                self.queue_close(ctx, Some(1000));
-                self.flush(ctx)
-            }
-        }
     }
 
     fn queue_close(&mut self, ctx: &mut Ctx<'_>, code: Option<u16>) {
@@ -656,7 +259,7 @@ impl Conn {
         let x = self.extra.get_or_insert_with(Extra::new);
         let n = match code {
             Some(1000) => {
-                x.ctl_tx[..8].copy_from_slice(&ctx.work.close_frame);
+                x.ctl_tx[..8].copy_from_slice(&ctx.m.work.close_frame);
                 8
             }
             Some(c) => {
@@ -668,30 +271,127 @@ impl Conn {
         x.ctl_tx_len = n as u8;
         x.ctl_tx_off = 0;
     }
+}
+
+impl<'a> Session<'a> for Conn {
+    type X = Echo<'a>;
+    type End = Ended;
+
+    transport::session_glue!(Ended, Ended);
+
+    fn on_upgrade(&mut self, ctx: &mut Ctx<'a>) {
+        ctx.stats.upgraded += 1;
+        if self.extra.as_ref().is_some_and(|x| x.ctl_tx_len == 0) {
+            self.extra = None;
+        }
+        if self.active && ctx.m.refill {
+            while self.enqueue(ctx.now) {}
+        }
+    }
+
+    fn after_upgrade(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        self.flush(ctx)
+    }
+
+    fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), Ended> {
+        match h.opcode {
+            wire::OP_TEXT | wire::OP_BINARY => {
+                if self.in_msg {
+                    return Err(self.protocol_error(ctx, "new message inside a fragmented one"));
+                }
+                self.in_msg = true;
+                self.msg_off = 0;
+                self.msg_bad = false;
+                if self.ring_len == 0 {
+                    self.mismatch(ctx, "a message arrived with none in flight".into());
+                } else if h.opcode != ctx.m.work.opcode {
+                    self.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
+                }
+            }
+            wire::OP_CONTINUATION => {
+                if !self.in_msg {
+                    return Err(self.protocol_error(ctx, "continuation without a message"));
+                }
+            }
+            _ => {
+                if let Some(x) = self.extra.as_mut() {
+                    x.ctl_rx_len = 0;
+                }
+            }
+        }
+        if h.opcode & 0x8 == 0 {
+            // Remember data frames as "data", whatever their opcode, for the payload check.
+            self.frame_op = wire::OP_BINARY;
+        } else {
+            self.frame_op = h.opcode;
+        }
+        self.frame_fin = h.fin;
+        Ok(())
+    }
+
+    #[inline]
+    fn frame_bytes(&mut self, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), Ended> {
+        if self.frame_op & 0x8 == 0 {
+            self.check_payload(ctx, chunk);
+        } else {
+            let x = self.extra.get_or_insert_with(Extra::new);
+            let at = x.ctl_rx_len as usize;
+            x.ctl_rx[at..at + chunk.len()].copy_from_slice(chunk);
+            x.ctl_rx_len += chunk.len() as u8;
+        }
+        Ok(())
+    }
+
+    fn end_frame(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        match self.frame_op {
+            wire::OP_CLOSE => self.on_close_frame(ctx),
+            wire::OP_PING => {
+                if !self.close_queued {
+                    let x = self.extra.get_or_insert_with(Extra::new);
+                    if x.ctl_tx_len == 0 {
+                        let len = x.ctl_rx_len as usize;
+                        let payload = x.ctl_rx;
+                        let mask = (ctx.now as u32 ^ self.index.rotate_left(13)).to_le_bytes();
+                        let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len], mask, &mut x.ctl_tx);
+                        x.ctl_tx_len = n as u8;
+                        x.ctl_tx_off = 0;
+                    }
+                }
+                Ok(())
+            }
+            wire::OP_PONG => Ok(()),
+            _ => {
+                if self.frame_fin {
+                    self.end_message(ctx);
+                }
+                Ok(())
+            }
+        }
+    }
 
     /// Writes what is queued: the rest of a partly written frame, then a pending control frame,
     /// then queued data frames (all in one `write` when possible), until the socket is full.
-    pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Ended> {
-        let flen = ctx.work.frame_len;
+    fn flush(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        let flen = ctx.m.work.frame_len;
         loop {
             let ctl_pending = self.extra.as_ref().is_some_and(|x| x.ctl_tx_off < x.ctl_tx_len);
             let res;
             let is_data;
             if self.tx_pending > 0 && (self.tx_off > 0 || !ctl_pending) {
-                let frames = &ctx.work.variants[self.variant as usize].frames;
+                let frames = &ctx.m.work.variants[self.variant as usize].frames;
                 let end = if ctl_pending { flen } else { self.tx_pending as usize * flen };
-                res = self.stream.write(&frames[self.tx_off as usize..end]);
+                res = write_some(&mut self.link.stream, &frames[self.tx_off as usize..end]);
                 is_data = true;
             } else if ctl_pending {
                 let x = self.extra.as_ref().expect("ctl pending");
-                res = self.stream.write(&x.ctl_tx[x.ctl_tx_off as usize..x.ctl_tx_len as usize]);
+                res = write_some(&mut self.link.stream, &x.ctl_tx[x.ctl_tx_off as usize..x.ctl_tx_len as usize]);
                 is_data = false;
             } else {
                 return Ok(());
             }
             match res {
-                Ok(0) => return Err(self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(n) => {
+                Ok(Some(0)) => return Err(self.write_zero(ctx)),
+                Ok(Some(n)) => {
                     if is_data {
                         let total = self.tx_off as usize + n;
                         self.tx_pending -= (total / flen) as u32;
@@ -710,24 +410,38 @@ impl Conn {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(None) => return Ok(()),
                 Err(e) => return Err(self.on_io_error(ctx, &e)),
             }
         }
     }
 
-    /// The deadline passed: counts the failure and says the connection should be dropped.
-    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Ended {
-        match self.state {
-            State::Connecting => ctx.stats.connect_failed("timeout"),
-            State::Upgrading => ctx.stats.handshake_failed("timeout"),
-            State::Open => {}
-            State::Closing => {
-                if self.we_closed && !self.close_rcvd {
-                    ctx.stats.close_timeouts += 1;
-                }
+    /// Counts this connection as lost unless we are the ones closing.
+    fn lose(&mut self, ctx: &mut Ctx<'a>, reason: &str) {
+        if !self.we_closed && !ctx.shutting_down {
+            ctx.stats.lost_connection(reason);
+        }
+    }
+
+    /// Starts our close handshake (code 1000): unsent messages are dropped, a partly written
+    /// frame is finished first. Connections not yet open just end.
+    fn start_close(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        match self.link.state {
+            State::Connecting | State::Upgrading => Err(Ended),
+            State::Closing => Ok(()),
+            State::Open => {
+                self.we_closed = true;
+                self.link.state = State::Closing;
+                self.link.deadline = ctx.now + ctx.close_timeout_ns;
+                self.queue_close(ctx, Some(1000));
+                self.flush(ctx)
             }
+        }
+    }
+
+    fn open_timeout(&mut self, ctx: &mut Ctx<'a>) -> Ended {
+        if self.link.state == State::Closing && self.we_closed && !self.close_rcvd {
+            ctx.stats.close_timeouts += 1;
         }
         Ended
     }

@@ -3,13 +3,15 @@
 //! Entry point only: parse the command line, raise the open-file limit, plan addresses and check
 //! limits, run the event loops here or in forked workers, then print the table (and JSON) and
 //! choose the exit status. Each concern lives in its own module:
-//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `client`
-//! (one connection), `worker` (one mio loop), `monitor` (progress), `stats` (results),
-//! `proc` (signals, threads, forked workers); `--mode soak` has its own loop (`soak`), connection
-//! (`soak_conn`) and regenerated payloads (`payload`).
+//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `transport`
+//! (the connection machinery every mode shares), `mioloop` (the loop skeleton every mode shares),
+//! `client` and `worker` (echo/rate/idle connection and loop hooks), `monitor` (progress),
+//! `stats` (results), `proc` (signals, threads, forked workers); `--mode soak` has its own hooks
+//! (`soak`), connection logic (`soak_conn`) and regenerated payloads (`payload`).
 
 mod cli;
 mod client;
+mod mioloop;
 mod monitor;
 mod net;
 mod payload;
@@ -17,6 +19,7 @@ mod proc;
 mod soak;
 mod soak_conn;
 mod stats;
+mod transport;
 mod wire;
 mod worker;
 

@@ -11,16 +11,14 @@
 //! advanced by what the socket took, making the same random draws. A connection is a few hundred
 //! bytes; a server ping (rare) boxes a 125-byte payload.
 //!
-//! It does not own the event loop, the activity slots or reconnect scheduling (see `soak`).
-
-use std::io::{self, Read, Write};
+//! It owns the soak message logic only, plugged into the shared transport as a [`Session`]: the
+//! connect, upgrade, read loop, frame splitting and error classification live in `transport`. It
+//! does not own the event loop, the activity slots or reconnect scheduling (see `soak`).
 
 use mio::net::TcpStream;
 
-use crate::cli::Config;
-use crate::net::error_reason;
 use crate::payload::{apply_mask, mix, Gen};
-use crate::stats::Stats;
+use crate::transport::{self, write_some, Link, Session, State};
 use crate::wire::{self, Rng, MAX_HEADER};
 
 /// Most pings one message may carry (they are answered before the echo ends).
@@ -32,16 +30,6 @@ const NONE16: u16 = u16::MAX;
 const NONE32: u32 = u32::MAX;
 /// Most bytes generated for one `write`.
 pub const WRITE_CHUNK: usize = 128 * 1024;
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Connecting,
-    Upgrading,
-    Open,
-    /// Our close frame is written or queued; waiting for the server's close and its EOF.
-    Closing,
-}
 
 /// Why a connection call says the connection is over. Everything worth counting is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,33 +311,19 @@ fn ping_seed(s: u32) -> u64 {
     mix(u64::from(s) ^ 0x9195_0000_0000)
 }
 
-/// Per-loop context handed to every call.
-pub struct Ctx<'a> {
-    pub cfg: &'a Config,
+/// The soak part of the per-loop context.
+pub struct Soak<'a> {
     pub gen: &'a Gen,
     pub params: TxParams,
-    pub now: u64,
-    pub stats: Stats,
-    /// Verified messages/bytes since the start (progress lines).
-    pub msgs_total: u64,
-    pub bytes_total: u64,
-    /// Record completed messages in `stats`.
-    pub counting: bool,
-    pub shutting_down: bool,
-    pub close_timeout_ns: u64,
     pub echo_timeout_ns: u64,
-    /// Set by a call when the connection just upgraded.
-    pub became_open: bool,
-    /// Set by a call when the connection's message completed (its activity slot is free).
-    pub freed: bool,
-    /// Request-building scratch.
-    pub scratch: Vec<u8>,
     /// Send-side scratch ([`WRITE_CHUNK`] bytes).
     pub txbuf: Vec<u8>,
     /// Expected-echo scratch (as large as the read buffer).
     pub vbuf: Vec<u8>,
-    pub mismatch_logs: u32,
 }
+
+/// Per-loop context handed to every call.
+pub type Ctx<'a> = transport::Ctx<'a, Soak<'a>>;
 
 /// Rare, boxed on first use: a split handshake response, a server ping to answer.
 struct Extra {
@@ -384,10 +358,6 @@ impl Extra {
 /// Receive-side frame parser state.
 #[derive(Debug, Clone, Copy)]
 struct Rx {
-    hdr: [u8; MAX_HEADER],
-    hdr_len: u8,
-    in_payload: bool,
-    frame_left: u64,
     frame_op: u8,
     frame_fin: bool,
     /// An echoed data message is being received.
@@ -399,8 +369,8 @@ struct Rx {
 }
 
 pub struct SoakConn {
-    pub stream: TcpStream,
-    pub state: State,
+    /// Socket, life state, upgrade and frame-header progress, deadline.
+    pub link: Link,
     /// Global connection index (fixes the source address and the seeds).
     pub index: u32,
     /// How many times this index has connected before.
@@ -409,7 +379,6 @@ pub struct SoakConn {
     pub queued: bool,
     /// Holds an activity slot: a message (or a planned disconnect) is under way.
     pub has_slot: bool,
-    pub upgraded: bool,
     /// We sent (or will send) a close at the end of the run.
     shutdown_close: bool,
     /// A planned clean close is under way (close frame written or planned in this message).
@@ -420,12 +389,7 @@ pub struct SoakConn {
     /// The echo of the current message is still expected.
     awaiting: bool,
     msg_started: u64,
-    started: u64,
-    /// Connect/upgrade deadline; echo progress deadline (open with a slot); close deadline.
-    pub deadline: u64,
     rng: Rng,
-    key: [u8; 24],
-    hs_sent: u16,
     tx: Tx,
     rx: Rx,
     /// Pings sent and not yet answered: (seed, length), oldest at `ping_head`.
@@ -441,37 +405,20 @@ impl SoakConn {
         let mut rng = Rng::new(mix(seed ^ mix((u64::from(index) << 32) | u64::from(incarnation))));
         let key = wire::new_key(&mut rng);
         SoakConn {
-            stream,
-            state: State::Connecting,
+            link: Link::new(stream, key, ctx.now, timeout_ns),
             index,
             incarnation,
             queued: false,
             has_slot: false,
-            upgraded: false,
             shutdown_close: false,
             planned_close: false,
             drop_rst: false,
             close_rcvd: false,
             awaiting: false,
             msg_started: 0,
-            started: ctx.now,
-            deadline: ctx.now + timeout_ns,
             rng,
-            key,
-            hs_sent: 0,
             tx: Tx::idle(),
-            rx: Rx {
-                hdr: [0; MAX_HEADER],
-                hdr_len: 0,
-                in_payload: false,
-                frame_left: 0,
-                frame_op: 0,
-                frame_fin: false,
-                in_msg: false,
-                msg_off: 0,
-                ctl_off: 0,
-                close_code: [0; 2],
-            },
+            rx: Rx { frame_op: 0, frame_fin: false, in_msg: false, msg_off: 0, ctl_off: 0, close_code: [0; 2] },
             pings: [(0, 0); PING_RING],
             ping_head: 0,
             ping_len: 0,
@@ -481,7 +428,7 @@ impl SoakConn {
 
     /// Open, idle and able to start a message.
     pub fn can_start(&self) -> bool {
-        self.state == State::Open && !self.has_slot && self.tx.item == Item::Idle && !self.awaiting
+        self.link.state == State::Open && !self.has_slot && self.tx.item == Item::Idle && !self.awaiting
     }
 
     /// Starts a message (the caller gave this connection an activity slot): draws its size,
@@ -523,12 +470,12 @@ impl SoakConn {
             }
         }
         let mut ev = TxEvents::default();
-        tx.boundary(&ctx.params, &mut ev);
+        tx.boundary(&ctx.m.params, &mut ev);
         self.tx = tx;
         self.apply(ctx, &ev);
         self.awaiting = true;
         self.msg_started = ctx.now;
-        self.deadline = ctx.now + ctx.echo_timeout_ns;
+        self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
         self.flush(ctx)
     }
 
@@ -544,207 +491,9 @@ impl SoakConn {
             }
         }
         if ev.close_written {
-            self.state = State::Closing;
-            self.deadline = ctx.now + if self.shutdown_close { ctx.close_timeout_ns } else { ctx.echo_timeout_ns };
-        }
-    }
-
-    /// Handles a readiness event.
-    pub fn on_event(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        readable: bool,
-        writable: bool,
-        hup: bool,
-        rbuf: &mut [u8],
-    ) -> Result<(), End> {
-        if self.state == State::Connecting {
-            if !self.check_connected(ctx)? {
-                return Ok(());
-            }
-            self.send_request(ctx)?;
-            if readable {
-                self.on_readable(ctx, hup, rbuf)?;
-            }
-            return Ok(());
-        }
-        if writable {
-            if self.state == State::Upgrading {
-                self.send_request(ctx)?;
-            } else {
-                self.flush(ctx)?;
-            }
-        }
-        if readable {
-            self.on_readable(ctx, hup, rbuf)?;
-            if self.state != State::Upgrading {
-                self.flush(ctx)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
-        match self.stream.take_error() {
-            Ok(Some(e)) | Err(e) => {
-                ctx.stats.connect_failed(&error_reason(&e));
-                return Err(End::Failed);
-            }
-            Ok(None) => {}
-        }
-        match self.stream.peer_addr() {
-            Ok(_) => {
-                self.state = State::Upgrading;
-                Ok(true)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) || e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => {
-                ctx.stats.connect_failed(&error_reason(&e));
-                Err(End::Failed)
-            }
-        }
-    }
-
-    fn send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        ctx.scratch.clear();
-        wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &self.key);
-        while (self.hs_sent as usize) < ctx.scratch.len() {
-            match self.stream.write(&ctx.scratch[self.hs_sent as usize..]) {
-                Ok(0) => {
-                    ctx.stats.handshake_failed("write returned 0");
-                    return Err(End::Failed);
-                }
-                Ok(n) => self.hs_sent += n as u16,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    ctx.stats.handshake_failed(&error_reason(&e));
-                    return Err(End::Failed);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_readable(&mut self, ctx: &mut Ctx<'_>, hup: bool, rbuf: &mut [u8]) -> Result<(), End> {
-        loop {
-            match self.stream.read(rbuf) {
-                Ok(0) => return Err(self.on_eof(ctx)),
-                Ok(n) => {
-                    ctx.now = crate::worker::now_ns();
-                    if self.state == State::Upgrading {
-                        self.on_response_bytes(ctx, &rbuf[..n])?;
-                    } else {
-                        if self.has_slot && self.state == State::Open {
-                            self.deadline = ctx.now + ctx.echo_timeout_ns;
-                        }
-                        self.on_frame_bytes(ctx, &rbuf[..n])?;
-                    }
-                    // Edge-triggered: a short read drained the socket, unless a FIN is queued.
-                    if n < rbuf.len() && !hup {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.on_io_error(ctx, &e)),
-            }
-        }
-    }
-
-    fn on_eof(&mut self, ctx: &mut Ctx<'_>) -> End {
-        match self.state {
-            State::Connecting | State::Upgrading => {
-                ctx.stats.handshake_failed("eof before response");
-                End::Failed
-            }
-            State::Open => {
-                self.lose(ctx, "eof without close frame");
-                End::Reconnect
-            }
-            State::Closing => {
-                if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
-                    self.lose(ctx, "eof before the close reply");
-                }
-                End::Reconnect
-            }
-        }
-    }
-
-    fn on_io_error(&mut self, ctx: &mut Ctx<'_>, e: &io::Error) -> End {
-        let reason = error_reason(e);
-        match self.state {
-            State::Connecting => {
-                ctx.stats.connect_failed(&reason);
-                End::Failed
-            }
-            State::Upgrading => {
-                ctx.stats.handshake_failed(&reason);
-                End::Failed
-            }
-            State::Open => {
-                self.lose(ctx, &reason);
-                End::Reconnect
-            }
-            State::Closing => {
-                if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
-                    self.lose(ctx, &format!("{reason} before the close reply"));
-                }
-                End::Reconnect
-            }
-        }
-    }
-
-    /// Counts this connection as lost unless the run is ending.
-    fn lose(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
-        if !ctx.shutting_down && !self.shutdown_close {
-            ctx.stats.lost_connection(reason);
-        }
-    }
-
-    fn on_response_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), End> {
-        let buffered = self.extra.as_ref().is_some_and(|x| !x.hs_buf.is_empty());
-        let mut owned;
-        let bytes: &[u8] = if buffered {
-            owned = std::mem::take(&mut self.extra.as_mut().expect("buffered").hs_buf);
-            owned.extend_from_slice(data);
-            &owned
-        } else {
-            owned = Vec::new();
-            data
-        };
-        match wire::check_response(bytes, &self.key) {
-            Ok(None) => {
-                let x = self.extra.get_or_insert_with(Extra::new);
-                if buffered {
-                    x.hs_buf = owned;
-                } else {
-                    x.hs_buf.extend_from_slice(data);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                ctx.stats.handshake_failed(&e.label());
-                Err(End::Failed)
-            }
-            Ok(Some(head)) => {
-                self.state = State::Open;
-                self.upgraded = true;
-                if self.incarnation == 0 {
-                    ctx.stats.upgraded += 1;
-                } else {
-                    ctx.stats.reconnects += 1;
-                }
-                let _ = ctx.stats.handshake.record(ctx.now.saturating_sub(self.started).max(1));
-                ctx.became_open = true;
-                self.extra = None;
-                let rest = &bytes[head..];
-                if !rest.is_empty() {
-                    self.on_frame_bytes(ctx, rest)?;
-                }
-                drop(owned);
-                Ok(())
-            }
+            self.link.state = State::Closing;
+            self.link.deadline =
+                ctx.now + if self.shutdown_close { ctx.close_timeout_ns } else { ctx.m.echo_timeout_ns };
         }
     }
 
@@ -766,74 +515,172 @@ impl SoakConn {
         End::Reconnect
     }
 
-    fn protocol_error(&mut self, ctx: &mut Ctx<'_>, what: &str) -> End {
-        self.lose(ctx, &format!("protocol error: {what}"));
-        if ctx.mismatch_logs < 5 {
-            ctx.mismatch_logs += 1;
-            eprintln!("wsbench: protocol error on connection #{}: {what}", self.index);
+    fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
+        let start = self.rx.msg_off as usize;
+        let exp = &mut ctx.m.vbuf[..chunk.len()];
+        ctx.m.gen.fill(self.tx.seed, self.tx.size as usize, self.tx.text, start, exp);
+        if *exp != *chunk {
+            let k = exp.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
+            let what =
+                format!("byte {} of {}: expected 0x{:02x}, got 0x{:02x}", start + k, self.tx.size, exp[k], chunk[k]);
+            return Err(self.mismatch(ctx, &what));
         }
-        End::Reconnect
+        self.rx.msg_off += chunk.len() as u32;
+        Ok(())
     }
 
-    /// Parses server frames, verifying payloads as they arrive.
-    fn on_frame_bytes(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<(), End> {
-        let mut i = 0;
-        while i < data.len() {
-            if !self.rx.in_payload {
-                let h = if self.rx.hdr_len > 0 {
-                    let have = self.rx.hdr_len as usize;
-                    let take = (MAX_HEADER - have).min(data.len() - i);
-                    self.rx.hdr[have..have + take].copy_from_slice(&data[i..i + take]);
-                    match wire::decode_header(&self.rx.hdr[..have + take]) {
-                        Ok(Some(h)) => {
-                            i += h.hlen - have;
-                            self.rx.hdr_len = 0;
-                            h
-                        }
-                        Ok(None) => {
-                            self.rx.hdr_len += take as u8;
-                            i += take;
-                            continue;
-                        }
-                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
-                    }
-                } else {
-                    match wire::decode_header(&data[i..]) {
-                        Ok(Some(h)) => {
-                            i += h.hlen;
-                            h
-                        }
-                        Ok(None) => {
-                            let rest = data.len() - i;
-                            self.rx.hdr[..rest].copy_from_slice(&data[i..]);
-                            self.rx.hdr_len = rest as u8;
-                            i = data.len();
-                            continue;
-                        }
-                        Err(e) => return Err(self.protocol_error(ctx, e.name())),
-                    }
-                };
-                self.start_frame(ctx, h)?;
-            } else {
-                let n = (self.rx.frame_left.min((data.len() - i) as u64)) as usize;
-                let chunk = &data[i..i + n];
-                if self.rx.frame_op & 0x8 == 0 {
-                    self.check_payload(ctx, chunk)?;
-                } else {
-                    self.control_bytes(ctx, chunk)?;
-                }
-                self.rx.frame_left -= n as u64;
-                i += n;
-                if self.rx.frame_left == 0 {
-                    self.rx.in_payload = false;
-                    self.end_frame(ctx)?;
+    fn control_bytes(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
+        let at = self.rx.ctl_off as usize;
+        match self.rx.frame_op {
+            wire::OP_PONG => {
+                let (seed, len) = self.pings[self.ping_head as usize];
+                let mut exp = [0u8; 125];
+                ctx.m.gen.fill(ping_seed(seed), len as usize, false, 0, &mut exp[..len as usize]);
+                if exp[at..at + chunk.len()] != *chunk {
+                    return Err(self.mismatch(ctx, "pong payload differs from the ping's"));
                 }
             }
+            wire::OP_PING => {
+                let x = self.extra.get_or_insert_with(Extra::new);
+                x.ping_in[at..at + chunk.len()].copy_from_slice(chunk);
+            }
+            _ => {
+                for (k, &b) in chunk.iter().enumerate() {
+                    if at + k < 2 {
+                        self.rx.close_code[at + k] = b;
+                    }
+                }
+            }
+        }
+        self.rx.ctl_off += chunk.len() as u8;
+        Ok(())
+    }
+
+    fn end_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        self.rx.in_msg = false;
+        if self.rx.msg_off != self.tx.size {
+            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.size);
+            return Err(self.mismatch(ctx, &what));
+        }
+        if !self.tx.all_sent() {
+            return Err(self.mismatch(ctx, "the echo ended before the last fragment was sent"));
+        }
+        if self.ping_len > 0 {
+            let what = format!("the echo ended with {} pong(s) missing", self.ping_len);
+            return Err(self.mismatch(ctx, &what));
+        }
+        self.awaiting = false;
+        let size = u64::from(self.tx.size);
+        ctx.msgs_total += 1;
+        ctx.bytes_total += size;
+        if ctx.counting {
+            ctx.stats.msgs += 1;
+            ctx.stats.bytes += size;
+            ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.msg_started).max(1));
+        }
+        if self.has_slot && self.link.state == State::Open {
+            self.has_slot = false;
+            ctx.freed = true;
         }
         Ok(())
     }
 
-    fn start_frame(&mut self, ctx: &mut Ctx<'_>, h: wire::Header) -> Result<(), End> {
+    fn on_close_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+        let code = match self.rx.ctl_off {
+            0 => 1005,
+            1 => return Err(self.protocol_error(ctx, "close frame with a 1-byte payload")),
+            _ => u16::from_be_bytes(self.rx.close_code),
+        };
+        let we_closed = self.tx.item == Item::Closed;
+        if !we_closed {
+            // The server closed on its own (or answered a close we have not finished writing).
+            ctx.stats.server_close(code);
+            if !ctx.shutting_down {
+                self.lose(ctx, &format!("server close {code}"));
+            }
+            return Err(End::Reconnect);
+        }
+        self.close_rcvd = true;
+        if code != 1000 {
+            return Err(self.mismatch(ctx, &format!("close reply with code {code} to our 1000")));
+        }
+        if self.ping_len > 0 {
+            let what = format!("close reply with {} pong(s) missing", self.ping_len);
+            return Err(self.mismatch(ctx, &what));
+        }
+        if self.shutdown_close {
+            ctx.stats.clean_closes += 1;
+        } else if self.planned_close {
+            ctx.stats.clean_disconnects += 1;
+        }
+        // Now wait for the server's EOF (TIME_WAIT lands on its side).
+        Ok(())
+    }
+
+    /// Performs the planned abrupt drop: RST (SO_LINGER 0) or a plain close (FIN).
+    fn abrupt_drop(&mut self, ctx: &mut Ctx<'_>) -> End {
+        if self.drop_rst {
+            let _ = socket2::SockRef::from(&self.link.stream).set_linger(Some(std::time::Duration::ZERO));
+            ctx.stats.drops_rst += 1;
+        }
+        ctx.stats.drops += 1;
+        End::Reconnect
+    }
+
+    /// Writes the pong for the latest server ping; Ok(true) when it is completely written.
+    fn write_pong(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
+        let mask = (self.rng.next_u64() as u32).to_le_bytes();
+        let x = self.extra.as_mut().expect("pong pending");
+        if x.pong_off >= x.pong_len {
+            let (payload, len) = x.pong_pending.take().expect("pong pending");
+            let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len as usize], mask, &mut x.pong_tx);
+            x.pong_len = n as u8;
+            x.pong_off = 0;
+        }
+        loop {
+            match write_some(&mut self.link.stream, &x.pong_tx[x.pong_off as usize..x.pong_len as usize]) {
+                Ok(Some(0)) => return Err(self.write_zero(ctx)),
+                Ok(Some(n)) => {
+                    x.pong_off += n as u8;
+                    if x.pong_off == x.pong_len {
+                        x.pong_off = 0;
+                        x.pong_len = 0;
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(self.on_io_error(ctx, &e)),
+            }
+        }
+    }
+}
+
+impl<'a> Session<'a> for SoakConn {
+    type X = Soak<'a>;
+    type End = End;
+
+    transport::session_glue!(End::Failed, End::Reconnect);
+
+    fn on_upgrade(&mut self, ctx: &mut Ctx<'a>) {
+        if self.incarnation == 0 {
+            ctx.stats.upgraded += 1;
+        } else {
+            ctx.stats.reconnects += 1;
+        }
+        self.extra = None;
+    }
+
+    fn after_upgrade(&mut self, _ctx: &mut Ctx<'a>) -> Result<(), End> {
+        Ok(())
+    }
+
+    fn on_frame_data(&mut self, ctx: &mut Ctx<'a>) {
+        if self.has_slot && self.link.state == State::Open {
+            self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
+        }
+    }
+
+    fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), End> {
         match h.opcode {
             wire::OP_TEXT | wire::OP_BINARY => {
                 if self.rx.in_msg {
@@ -876,57 +723,18 @@ impl SoakConn {
         }
         self.rx.frame_op = h.opcode;
         self.rx.frame_fin = h.fin;
-        self.rx.frame_left = h.len;
-        if h.len == 0 {
-            self.end_frame(ctx)
+        Ok(())
+    }
+
+    fn frame_bytes(&mut self, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), End> {
+        if self.rx.frame_op & 0x8 == 0 {
+            self.check_payload(ctx, chunk)
         } else {
-            self.rx.in_payload = true;
-            Ok(())
+            self.control_bytes(ctx, chunk)
         }
     }
 
-    fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
-        let start = self.rx.msg_off as usize;
-        let exp = &mut ctx.vbuf[..chunk.len()];
-        ctx.gen.fill(self.tx.seed, self.tx.size as usize, self.tx.text, start, exp);
-        if *exp != *chunk {
-            let k = exp.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
-            let what =
-                format!("byte {} of {}: expected 0x{:02x}, got 0x{:02x}", start + k, self.tx.size, exp[k], chunk[k]);
-            return Err(self.mismatch(ctx, &what));
-        }
-        self.rx.msg_off += chunk.len() as u32;
-        Ok(())
-    }
-
-    fn control_bytes(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
-        let at = self.rx.ctl_off as usize;
-        match self.rx.frame_op {
-            wire::OP_PONG => {
-                let (seed, len) = self.pings[self.ping_head as usize];
-                let mut exp = [0u8; 125];
-                ctx.gen.fill(ping_seed(seed), len as usize, false, 0, &mut exp[..len as usize]);
-                if exp[at..at + chunk.len()] != *chunk {
-                    return Err(self.mismatch(ctx, "pong payload differs from the ping's"));
-                }
-            }
-            wire::OP_PING => {
-                let x = self.extra.get_or_insert_with(Extra::new);
-                x.ping_in[at..at + chunk.len()].copy_from_slice(chunk);
-            }
-            _ => {
-                for (k, &b) in chunk.iter().enumerate() {
-                    if at + k < 2 {
-                        self.rx.close_code[at + k] = b;
-                    }
-                }
-            }
-        }
-        self.rx.ctl_off += chunk.len() as u8;
-        Ok(())
-    }
-
-    fn end_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
+    fn end_frame(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
         match self.rx.frame_op {
             wire::OP_CLOSE => self.on_close_frame(ctx),
             wire::OP_PING => {
@@ -952,114 +760,10 @@ impl SoakConn {
         }
     }
 
-    fn end_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        self.rx.in_msg = false;
-        if self.rx.msg_off != self.tx.size {
-            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.size);
-            return Err(self.mismatch(ctx, &what));
-        }
-        if !self.tx.all_sent() {
-            return Err(self.mismatch(ctx, "the echo ended before the last fragment was sent"));
-        }
-        if self.ping_len > 0 {
-            let what = format!("the echo ended with {} pong(s) missing", self.ping_len);
-            return Err(self.mismatch(ctx, &what));
-        }
-        self.awaiting = false;
-        let size = u64::from(self.tx.size);
-        ctx.msgs_total += 1;
-        ctx.bytes_total += size;
-        if ctx.counting {
-            ctx.stats.msgs += 1;
-            ctx.stats.bytes += size;
-            ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.msg_started).max(1));
-        }
-        if self.has_slot && self.state == State::Open {
-            self.has_slot = false;
-            ctx.freed = true;
-        }
-        Ok(())
-    }
-
-    fn on_close_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        let code = match self.rx.ctl_off {
-            0 => 1005,
-            1 => return Err(self.protocol_error(ctx, "close frame with a 1-byte payload")),
-            _ => u16::from_be_bytes(self.rx.close_code),
-        };
-        let we_closed = self.tx.item == Item::Closed;
-        if !we_closed {
-            // The server closed on its own (or answered a close we have not finished writing).
-            ctx.stats.server_close(code);
-            if !ctx.shutting_down {
-                self.lose(ctx, &format!("server close {code}"));
-            }
-            return Err(End::Reconnect);
-        }
-        self.close_rcvd = true;
-        if code != 1000 {
-            return Err(self.mismatch(ctx, &format!("close reply with code {code} to our 1000")));
-        }
-        if self.ping_len > 0 {
-            let what = format!("close reply with {} pong(s) missing", self.ping_len);
-            return Err(self.mismatch(ctx, &what));
-        }
-        if self.shutdown_close {
-            ctx.stats.clean_closes += 1;
-        } else if self.planned_close {
-            ctx.stats.clean_disconnects += 1;
-        }
-        // Now wait for the server's EOF (TIME_WAIT lands on its side).
-        Ok(())
-    }
-
-    /// The end of the run: close (1000) after the frame being written. Connections not yet open
-    /// just end.
-    pub fn start_close(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        match self.state {
-            State::Connecting | State::Upgrading => Err(End::Failed),
-            State::Closing => Ok(()),
-            State::Open => {
-                if self.tx.drop_at != NONE32 {
-                    // A planned drop was under way: drop now.
-                    return Err(End::Reconnect);
-                }
-                self.shutdown_close = true;
-                self.planned_close = false;
-                self.state = State::Closing;
-                self.deadline = ctx.now + ctx.close_timeout_ns;
-                match self.tx.item {
-                    Item::Closed | Item::Close => {}
-                    Item::Idle => {
-                        self.tx.close_req = true;
-                        self.tx.enter_close(false);
-                    }
-                    _ => {
-                        self.tx.close_req = true;
-                        if self.tx.at_boundary() {
-                            self.tx.enter_close(false);
-                        }
-                    }
-                }
-                self.flush(ctx)
-            }
-        }
-    }
-
-    /// Performs the planned abrupt drop: RST (SO_LINGER 0) or a plain close (FIN).
-    fn abrupt_drop(&mut self, ctx: &mut Ctx<'_>) -> End {
-        if self.drop_rst {
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
-            ctx.stats.drops_rst += 1;
-        }
-        ctx.stats.drops += 1;
-        End::Reconnect
-    }
-
     /// Writes: a pending pong at a frame boundary, then the message's frames, until the socket
     /// is full, the message is written, or its planned drop point is reached.
-    pub fn flush(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        if !matches!(self.state, State::Open | State::Closing) {
+    fn flush(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
+        if !matches!(self.link.state, State::Open | State::Closing) {
             return Ok(());
         }
         loop {
@@ -1079,84 +783,86 @@ impl SoakConn {
             }
             let mut sim = self.tx;
             let mut ev = TxEvents::default();
-            let mut buf = std::mem::take(&mut ctx.txbuf);
-            let n = sim.emit(ctx.gen, &ctx.params, Some(&mut buf[..]), WRITE_CHUNK, pong, &mut ev);
-            let res = self.stream.write(&buf[..n]);
-            ctx.txbuf = buf;
+            let mut buf = std::mem::take(&mut ctx.m.txbuf);
+            let n = sim.emit(ctx.m.gen, &ctx.m.params, Some(&mut buf[..]), WRITE_CHUNK, pong, &mut ev);
+            let res = write_some(&mut self.link.stream, &buf[..n]);
+            ctx.m.txbuf = buf;
             match res {
-                Ok(0) => return Err(self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(k) => {
+                Ok(Some(0)) => return Err(self.write_zero(ctx)),
+                Ok(Some(k)) => {
                     let mut ev = TxEvents::default();
-                    let done = self.tx.emit(ctx.gen, &ctx.params, None, k, pong, &mut ev);
+                    let done = self.tx.emit(ctx.m.gen, &ctx.m.params, None, k, pong, &mut ev);
                     debug_assert_eq!(done, k);
                     self.apply(ctx, &ev);
-                    if self.has_slot && self.state == State::Open {
-                        self.deadline = ctx.now + ctx.echo_timeout_ns;
+                    if self.has_slot && self.link.state == State::Open {
+                        self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(None) => return Ok(()),
                 Err(e) => return Err(self.on_io_error(ctx, &e)),
             }
         }
     }
 
-    /// Writes the pong for the latest server ping; Ok(true) when it is completely written.
-    fn write_pong(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
-        let mask = (self.rng.next_u64() as u32).to_le_bytes();
-        let x = self.extra.as_mut().expect("pong pending");
-        if x.pong_off >= x.pong_len {
-            let (payload, len) = x.pong_pending.take().expect("pong pending");
-            let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len as usize], mask, &mut x.pong_tx);
-            x.pong_len = n as u8;
-            x.pong_off = 0;
-        }
-        loop {
-            match self.stream.write(&x.pong_tx[x.pong_off as usize..x.pong_len as usize]) {
-                Ok(0) => return Err(self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))),
-                Ok(n) => {
-                    x.pong_off += n as u8;
-                    if x.pong_off == x.pong_len {
-                        x.pong_off = 0;
-                        x.pong_len = 0;
-                        return Ok(true);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.on_io_error(ctx, &e)),
-            }
+    /// Counts this connection as lost unless the run is ending.
+    fn lose(&mut self, ctx: &mut Ctx<'a>, reason: &str) {
+        if !ctx.shutting_down && !self.shutdown_close {
+            ctx.stats.lost_connection(reason);
         }
     }
 
-    /// The deadline passed: counts what it means and says the connection should be dropped.
-    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> End {
-        match self.state {
-            State::Connecting => {
-                ctx.stats.connect_failed("timeout");
-                End::Failed
-            }
-            State::Upgrading => {
-                ctx.stats.handshake_failed("timeout");
-                End::Failed
-            }
+    fn broken_while_closing(&mut self, ctx: &mut Ctx<'a>, what: &str) {
+        if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
+            self.lose(ctx, &format!("{what} before the close reply"));
+        }
+    }
+
+    /// The end of the run: close (1000) after the frame being written. Connections not yet open
+    /// just end.
+    fn start_close(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
+        match self.link.state {
+            State::Connecting | State::Upgrading => Err(End::Failed),
+            State::Closing => Ok(()),
             State::Open => {
-                if self.has_slot {
-                    self.lose(ctx, "echo timeout");
+                if self.tx.drop_at != NONE32 {
+                    // A planned drop was under way: drop now.
+                    return Err(End::Reconnect);
                 }
-                End::Reconnect
-            }
-            State::Closing => {
-                if !self.close_rcvd {
-                    if self.shutdown_close {
-                        ctx.stats.close_timeouts += 1;
-                    } else {
-                        self.lose(ctx, "no close reply (timeout)");
+                self.shutdown_close = true;
+                self.planned_close = false;
+                self.link.state = State::Closing;
+                self.link.deadline = ctx.now + ctx.close_timeout_ns;
+                match self.tx.item {
+                    Item::Closed | Item::Close => {}
+                    Item::Idle => {
+                        self.tx.close_req = true;
+                        self.tx.enter_close(false);
+                    }
+                    _ => {
+                        self.tx.close_req = true;
+                        if self.tx.at_boundary() {
+                            self.tx.enter_close(false);
+                        }
                     }
                 }
-                End::Reconnect
+                self.flush(ctx)
             }
         }
+    }
+
+    fn open_timeout(&mut self, ctx: &mut Ctx<'a>) -> End {
+        if self.link.state == State::Open {
+            if self.has_slot {
+                self.lose(ctx, "echo timeout");
+            }
+        } else if !self.close_rcvd {
+            if self.shutdown_close {
+                ctx.stats.close_timeouts += 1;
+            } else {
+                self.lose(ctx, "no close reply (timeout)");
+            }
+        }
+        End::Reconnect
     }
 }
 
