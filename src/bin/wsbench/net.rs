@@ -49,22 +49,11 @@ pub fn port_range() -> (u16, u16) {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
 pub fn raise_nofile() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return 1024;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            let want = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                rl.rlim_cur = rl.rlim_max;
-            }
-        }
+    // The server's own routine (this binary links the wsecho library); 0 means unknown.
+    match wsecho::server::raise_nofile() {
+        0 => 1024,
+        n => n,
     }
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-    let cur = rl.rlim_cur as u64;
-    cur
 }
 
 /// Resolves the target and checks that the run fits the open-file limit and the port range.
