@@ -1,0 +1,84 @@
+//! Echo server on fastwebsockets (one tokio `current_thread` runtime, like wsecho's default).
+//!
+//! Written after fastwebsockets' own `examples/echo_server.rs`: hyper 1 `http1` serves the HTTP
+//! request, `fastwebsockets::upgrade::upgrade` answers it (feature `upgrade`), and the upgraded
+//! connection is read through a `FragmentCollector` (whole messages, UTF-8 checked), echoing every
+//! text/binary message with the same opcode. Auto-pong and auto-close are on (the defaults, set
+//! explicitly); `max_message_size` = 16 MiB (wsecho's default; fastwebsockets' own is 64 MiB).
+//!
+//! fastwebsockets writes each frame straight to the socket (`write_all`, or `writev` for payloads
+//! over 1 KiB) — it has no feed/flush batching for a plain TCP stream, so that is what runs here.
+
+use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
+use http_body_util::Empty;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+
+const NAME: &str = "peer-fastwebsockets";
+
+fn main() {
+    let addr = wsecho_peers::listen_addr(NAME, "fastwebsockets WebSocket echo server");
+    wsecho_peers::runtime().block_on(async move {
+        let listener = wsecho_peers::listen(addr).unwrap_or_else(|e| {
+            eprintln!("{NAME}: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        });
+        wsecho_peers::announce(NAME, addr);
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{NAME}: accept: {e}");
+                    // (blocking on purpose: this path only runs when the process is out of fds)
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            };
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let conn = http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades();
+                if let Err(e) = conn.await {
+                    log_err(&e);
+                }
+            });
+        }
+    });
+}
+
+async fn server_upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {
+    let (response, fut) = upgrade::upgrade(&mut req)?;
+    // As in the upstream example: the WebSocket runs in its own task, outside tokio's
+    // cooperative budget (`unconstrained`).
+    tokio::task::spawn(async move {
+        if let Err(e) = tokio::task::unconstrained(echo(fut)).await {
+            log_err(&e);
+        }
+    });
+    Ok(response)
+}
+
+async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
+    let mut ws = fut.await?;
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    ws.set_max_message_size(wsecho_peers::MAX_MESSAGE_SIZE);
+    let mut ws = FragmentCollector::new(ws);
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => break,
+            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn log_err(e: &dyn std::fmt::Display) {
+    if std::env::var_os("PEER_VERBOSE").is_some() {
+        eprintln!("{NAME}: connection: {e}");
+    }
+}
