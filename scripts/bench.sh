@@ -11,6 +11,9 @@
 #     5  18,000 connections open, 1,000 active: throughput
 #     6  16 MiB messages, one at a time: server peak RSS growth (VmHWM)
 #     7  100,000 connections, 6 wsecho processes (--reuse-port), wsbench --processes 6
+#     8  --threads scaling: 200 connections x 1 KiB, 16 pipelined, against --threads 1 and then
+#        --threads N (N = CPUs/2; server on CPUs 0..N-1, wsbench with N loops on the others);
+#        goal: N reactors >= 0.8 x N x one. Needs 4 CPUs or more (skipped otherwise).
 #
 # wsecho runs pinned to CPU 0 and wsbench to CPU 1 (taskset). Server CPU per message is the
 # server's utime+stime (/proc/PID/stat) sampled when wsbench prints MEASURE_START and
@@ -27,12 +30,12 @@ SCENARIOS=()
 for a in "$@"; do
     case "$a" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        [1-7]) SCENARIOS+=("$a") ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        [1-8]) SCENARIOS+=("$a") ;;
         *) echo "bench.sh: unknown argument '$a' (see --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(1 2 3 4 5 6 7)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(1 2 3 4 5 6 7 8)
 
 if [ "$QUICK" = 1 ]; then DUR=3; WARM=0; else DUR=10; WARM=1; fi
 
@@ -203,6 +206,23 @@ for s in "${SCENARIOS[@]}"; do
             start_servers 6 --reuse-port || exit 1
             run "7 100000 x6 procs" perconn -c 100000 -p 6 "${D[@]}"
             stop_servers ;;
+        8)
+            if [ "$CPUS" -lt 4 ]; then
+                echo
+                echo "== scenario 8 skipped: $CPUS CPUs; scaling needs N CPUs for the server and N for wsbench"
+                ROWS+=("$(printf '%-22s %s' "8 --threads scaling" "skipped: needs >= 4 CPUs (have $CPUS)")")
+                continue
+            fi
+            n=$((CPUS / 2))
+            SAVE_SRV=("${PIN_SRV[@]}"); SAVE_CLI=("${PIN_CLI[@]}")
+            PIN_CLI=(taskset -c "$n-$((CPUS - 1))")
+            for t in 1 "$n"; do
+                PIN_SRV=(taskset -c "0-$((t - 1))")
+                start_servers 1 --threads "$t" || exit 1
+                run "8 threads=$t" plain -c 200 -s 1KiB -k 16 -t "$n" "${D[@]}"
+                stop_servers
+            done
+            PIN_SRV=("${SAVE_SRV[@]}"); PIN_CLI=("${SAVE_CLI[@]}") ;;
     esac
 done
 
