@@ -30,7 +30,7 @@ SCENARIOS=()
 for a in "$@"; do
     case "$a" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         [1-8]) SCENARIOS+=("$a") ;;
         *) echo "bench.sh: unknown argument '$a' (see --help)" >&2; exit 2 ;;
     esac
