@@ -83,3 +83,34 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 pub fn announce(name: &str, addr: SocketAddr) {
     eprintln!("{name} listening on {addr} (tokio current_thread, open-file limit {})", raise_nofile());
 }
+
+/// Runs the server: parses `--listen`, binds, and hands every accepted connection (with
+/// TCP_NODELAY set) to `handle` in its own task, on the one-thread runtime. Never returns.
+pub fn serve<F, Fut>(name: &'static str, what: &str, handle: F) -> !
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let addr = listen_addr(name, what);
+    runtime().block_on(async move {
+        let listener = listen(addr).unwrap_or_else(|e| {
+            eprintln!("{name}: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        });
+        announce(name, addr);
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: say so, back off briefly, keep serving.
+                    eprintln!("{name}: accept: {e}");
+                    // (blocking on purpose: this path only runs when the process is out of fds)
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(handle(stream));
+        }
+    })
+}

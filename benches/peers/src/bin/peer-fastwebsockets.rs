@@ -19,33 +19,13 @@ use hyper::{Request, Response};
 const NAME: &str = "peer-fastwebsockets";
 
 fn main() {
-    let addr = wsecho_peers::listen_addr(NAME, "fastwebsockets WebSocket echo server");
-    wsecho_peers::runtime().block_on(async move {
-        let listener = wsecho_peers::listen(addr).unwrap_or_else(|e| {
-            eprintln!("{NAME}: cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        });
-        wsecho_peers::announce(NAME, addr);
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{NAME}: accept: {e}");
-                    // (blocking on purpose: this path only runs when the process is out of fds)
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    continue;
-                }
-            };
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let conn = http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades();
-                if let Err(e) = conn.await {
-                    log_err(&e);
-                }
-            });
+    wsecho_peers::serve(NAME, "fastwebsockets WebSocket echo server", |stream| async move {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let conn = http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades();
+        if let Err(e) = conn.await {
+            log_err(&e);
         }
-    });
+    })
 }
 
 async fn server_upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {

@@ -18,40 +18,19 @@ use tokio_tungstenite::WebSocketStream;
 const NAME: &str = "peer-tungstenite";
 
 fn main() {
-    let addr = wsecho_peers::listen_addr(NAME, "tokio-tungstenite WebSocket echo server");
-    wsecho_peers::runtime().block_on(async move {
-        let listener = wsecho_peers::listen(addr).unwrap_or_else(|e| {
-            eprintln!("{NAME}: cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        });
-        wsecho_peers::announce(NAME, addr);
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: say so, back off briefly, keep serving.
-                    eprintln!("{NAME}: accept: {e}");
-                    // (blocking on purpose: this path only runs when the process is out of fds)
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    continue;
-                }
-            };
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let config = WebSocketConfig::default().max_message_size(Some(wsecho_peers::MAX_MESSAGE_SIZE));
-                match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
-                    Ok(ws) => {
-                        if let Err(e) = echo(ws).await {
-                            if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-                                log_err(&e);
-                            }
-                        }
+    wsecho_peers::serve(NAME, "tokio-tungstenite WebSocket echo server", |stream| async move {
+        let config = WebSocketConfig::default().max_message_size(Some(wsecho_peers::MAX_MESSAGE_SIZE));
+        match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
+            Ok(ws) => {
+                if let Err(e) = echo(ws).await {
+                    if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+                        log_err(&e);
                     }
-                    Err(e) => log_err(&e),
                 }
-            });
+            }
+            Err(e) => log_err(&e),
         }
-    });
+    })
 }
 
 /// Echo loop: the split-free equivalent of `read.filter(is_data).forward(write)`.
