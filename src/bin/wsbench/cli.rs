@@ -622,3 +622,12 @@ mod tests {
         assert!(parse_from(["-m", "soak", "--max-size", "2g", "ws://h:1/"]).is_err());
     }
 }
+
+/// Tests: the configuration for a command line that must parse.
+#[cfg(test)]
+pub fn test_config(args: &[&str]) -> Config {
+    match parse_from(args.iter().copied()) {
+        Ok(Parsed::Run(c)) => *c,
+        _ => panic!("{args:?} did not parse"),
+    }
+}

@@ -172,14 +172,7 @@ pub fn error_reason(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{parse_from, Parsed};
-
-    fn cfg(args: &[&str]) -> Config {
-        match parse_from(args.iter().copied()) {
-            Ok(Parsed::Run(c)) => *c,
-            _ => panic!(),
-        }
-    }
+    use crate::cli::test_config as cfg;
 
     #[test]
     fn small_runs_use_no_source_binding() {

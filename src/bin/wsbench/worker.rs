@@ -387,14 +387,7 @@ impl Fixed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{parse_from, Parsed};
-
-    fn cfg(args: &[&str]) -> Config {
-        match parse_from(args.iter().copied()) {
-            Ok(Parsed::Run(c)) => *c,
-            _ => panic!(),
-        }
-    }
+    use crate::cli::test_config as cfg;
 
     #[test]
     fn split_covers_every_connection_once() {
