@@ -537,6 +537,15 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String, String), UsageError>
     Ok((host, port, authority.to_string(), path))
 }
 
+/// Tests: the configuration for a command line that must parse.
+#[cfg(test)]
+pub fn test_config(args: &[&str]) -> Config {
+    match parse_from(args.iter().copied()) {
+        Ok(Parsed::Run(c)) => *c,
+        _ => panic!("{args:?} did not parse"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,14 +629,5 @@ mod tests {
         assert!(parse_from(["-m", "soak", "--disconnect-prob", "2", "ws://h:1/"]).is_err());
         assert!(parse_from(["-m", "soak", "--seed", "x", "ws://h:1/"]).is_err());
         assert!(parse_from(["-m", "soak", "--max-size", "2g", "ws://h:1/"]).is_err());
-    }
-}
-
-/// Tests: the configuration for a command line that must parse.
-#[cfg(test)]
-pub fn test_config(args: &[&str]) -> Config {
-    match parse_from(args.iter().copied()) {
-        Ok(Parsed::Run(c)) => *c,
-        _ => panic!("{args:?} did not parse"),
     }
 }
