@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ impl Proc {
 
 /// Starts the real binary, optionally under a lower open-file limit, and waits until it listens.
 fn spawn_server(nofile: Option<u32>, args: &[&str]) -> Proc {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let bin = env!("CARGO_BIN_EXE_wsecho");
     let mut cmd = match nofile {
@@ -83,12 +83,16 @@ fn spawn_server(nofile: Option<u32>, args: &[&str]) -> Proc {
     cmd.args(["--listen", &listen]).args(args).stdout(Stdio::null()).stderr(Stdio::null());
     let child = cmd.spawn().unwrap();
     let addr: SocketAddr = listen.parse().unwrap();
+    let mut proc = Proc { child, addr };
     let t0 = Instant::now();
     while TcpStream::connect(addr).is_err() {
+        if let Some(st) = proc.child.try_wait().unwrap() {
+            panic!("wsecho exited at start: {st:?}");
+        }
         assert!(t0.elapsed() < Duration::from_secs(10), "server did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    Proc { child, addr }
+    proc
 }
 
 #[test]

@@ -195,7 +195,7 @@ fn notifies_ready_then_stopping_and_exits_0_on_sigterm() {
     let _ = std::fs::remove_file(&dir);
     let rx = UnixDatagram::bind(&dir).unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut child = bin()
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("NOTIFY_SOCKET", &dir)

@@ -926,3 +926,18 @@ pub fn expect_http_error(addr: SocketAddr, raw: &[u8], status: u16) -> (Response
     );
     (r, body)
 }
+
+/// A free loopback port for a server started as a separate process, taken from below the
+/// ephemeral range (32768-60999 here), so that no concurrent client connection of another test
+/// can grab it as its source port between our check and the server's bind.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = 20_000 + (std::process::id() as u64 * 97) % 10_000;
+    for _ in 0..10_000 {
+        let port = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
