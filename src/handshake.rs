@@ -67,8 +67,6 @@ pub enum HandshakeError {
     TooLarge,
     /// The server is at `--max-connections` (503).
     Overloaded,
-    /// A plain request for a path the server does not serve (404).
-    NotFound,
 }
 
 impl HandshakeError {
@@ -79,7 +77,6 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::TooLarge => 431,
             HandshakeError::Overloaded => 503,
-            HandshakeError::NotFound => 404,
             _ => 400,
         }
     }
@@ -97,7 +94,6 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => "Sec-WebSocket-Version must be 13",
             HandshakeError::TooLarge => "request head too large",
             HandshakeError::Overloaded => "server at connection limit",
-            HandshakeError::NotFound => "not found",
         }
     }
 
@@ -114,12 +110,11 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => "version",
             HandshakeError::TooLarge => "too_large",
             HandshakeError::Overloaded => "overloaded",
-            HandshakeError::NotFound => "not_found",
         }
     }
 
     /// Every variant, for metrics tables.
-    pub const ALL: [HandshakeError; 11] = [
+    pub const ALL: [HandshakeError; 10] = [
         HandshakeError::Malformed,
         HandshakeError::MethodNotAllowed,
         HandshakeError::HttpVersion,
@@ -130,7 +125,6 @@ impl HandshakeError {
         HandshakeError::UnsupportedVersion,
         HandshakeError::TooLarge,
         HandshakeError::Overloaded,
-        HandshakeError::NotFound,
     ];
 }
 
@@ -285,7 +279,6 @@ fn status_text(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
-        404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
