@@ -39,12 +39,10 @@ done
 
 if [ "$QUICK" = 1 ]; then DUR=3; WARM=0; else DUR=10; WARM=1; fi
 
-echo "== building (cargo build --release --bins)"
-(cd "$ROOT" && cargo build --release --bins) || { echo "bench.sh: build failed" >&2; exit 1; }
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-WSECHO="$BIN/wsecho"
-WSBENCH="$BIN/wsbench"
+SCRIPT=bench.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+build_bins
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== open files: $(ulimit -n); CPUs: $(nproc); ephemeral ports: $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range)"
@@ -106,6 +104,8 @@ stop_servers() {
 
 # Summed over the server processes: CPU ticks, VmRSS kB, VmHWM kB.
 srv_ticks() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
+# User-space CPU ticks only (utime): the server's own code, as opposed to syscalls.
+srv_uticks() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk '{print $14}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
 srv_kb() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
 
 # jnum FILE KEY: a top-level number from wsbench's JSON.
@@ -128,7 +128,7 @@ run() {
     echo
     echo "== scenario $name"
     echo "\$ ${PIN_CLI[*]} wsbench $(printf '%q ' "${args[@]}")"
-    local rss0 hwm0 t0="" t1="" m0="" m1="" rss_up="" rss_end="" rc=""
+    local rss0 hwm0 t0="" t1="" u0="" u1="" m0="" m1="" rss_up="" rss_end="" rc=""
     rss0=$(srv_kb VmRSS); hwm0=$(srv_kb VmHWM)
     : > "$out"
     local fd
@@ -137,8 +137,8 @@ run() {
     while IFS= read -r -t $((limit + 30)) -u "$fd" line; do
         case "$line" in
             ALL_UPGRADED*|UPGRADE_INCOMPLETE*) rss_up=$(srv_kb VmRSS); echo "  $line (server RSS $((rss_up / 1024)) MiB)" ;;
-            MEASURE_START*) t0=$(srv_ticks); m0=${line#*msgs=} ;;
-            MEASURE_END*) t1=$(srv_ticks); m1=${line#*msgs=}; rss_end=$(srv_kb VmRSS) ;;
+            MEASURE_START*) t0=$(srv_ticks); u0=$(srv_uticks); m0=${line#*msgs=} ;;
+            MEASURE_END*) t1=$(srv_ticks); u1=$(srv_uticks); m1=${line#*msgs=}; rss_end=$(srv_kb VmRSS) ;;
             EXIT\ *) rc=${line#EXIT }; break ;;
             *) echo "$line" >> "$out"; echo "  $line" ;;
         esac
@@ -158,13 +158,17 @@ run() {
     rss=${rss_end:-${rss_up:-$(srv_kb VmRSS)}}
     rss=$(awk -v k="$rss" 'BEGIN {printf "%.1f", k / 1024}')
     note=""
+    # Share of the server's CPU spent in its own code (the rest is the kernel: syscalls).
+    if [ -n "$u0" ] && [ -n "$u1" ] && [ -n "$t0" ] && [ $((t1 - t0)) -gt 0 ]; then
+        note=$(awk -v u="$((u1 - u0))" -v t="$((t1 - t0))" 'BEGIN {printf "user %.1f%% of srv CPU", 100 * u / t}')
+    fi
     case "$kind" in
         perconn)
             local n; n=$(jnum "$json" upgraded)
             if [ -n "$rss_up" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
-                note=$(awk -v a="$rss_up" -v b="$rss0" -v n="$n" 'BEGIN {printf "RSS/conn %.2f KiB (%d conns)", (a - b) / n, n}')
+                note="$note $(awk -v a="$rss_up" -v b="$rss0" -v n="$n" 'BEGIN {printf "RSS/conn %.2f KiB (%d conns)", (a - b) / n, n}')"
             fi ;;
-        hwm) note=$(awk -v a="$hwm1" -v b="$hwm0" 'BEGIN {printf "peak RSS growth %.1f MiB (VmHWM)", (a - b) / 1024}') ;;
+        hwm) note="$note $(awk -v a="$hwm1" -v b="$hwm0" 'BEGIN {printf "peak RSS growth %.1f MiB (VmHWM)", (a - b) / 1024}')" ;;
     esac
     local mism lost
     mism=$(jnum "$json" echo_mismatches); lost=$(jnum "$json" lost_connections)

@@ -56,23 +56,16 @@ CASES=(
     "text_1KiB|--text 1k"
 )
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing valgrind (apt-get)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq --no-install-recommends valgrind >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get install -y -qq --no-install-recommends valgrind; }
-    fi
-    command -v valgrind >/dev/null 2>&1 || { echo "instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
-fi
+SCRIPT=instructions.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+need_cmd valgrind valgrind
 
 VALGRIND="$(command -v valgrind)"
 
 echo "== building (cargo build --release --example echo_driver)"
 (cd "$ROOT" && cargo build --release --quiet --example echo_driver) || { echo "instructions.sh: build failed" >&2; exit 1; }
-TGT="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TGT" in /*) ;; *) TGT="$ROOT/$TGT" ;; esac
-DRIVER="$TGT/release/examples/echo_driver"
+DRIVER="$(target_dir)/release/examples/echo_driver"
 OUT="$ROOT/target/profile/callgrind"
 mkdir -p "$OUT"
 

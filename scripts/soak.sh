@@ -59,12 +59,10 @@ fi
 WARM=$(awk -v t="$TOTAL" 'BEGIN { w = int(t / 10); if (w < 2) w = 2; if (w > 30) w = 30; print w }')
 DUR=$((TOTAL - WARM))
 
-echo "== building (cargo build --release --bins)"
-(cd "$ROOT" && cargo build --release --bins) || { echo "soak.sh: build failed" >&2; exit 1; }
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-WSECHO="$BIN/wsecho"
-WSBENCH="$BIN/wsbench"
+SCRIPT=soak.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+build_bins
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)

@@ -28,22 +28,11 @@ RUNS=(
     "1-in-flight|-c 100 -s 20 -k 1"
 )
 
-if ! command -v strace >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing strace (apt-get)"
-        export DEBIAN_FRONTEND=noninteractive
-        timeout 600 apt-get install -y -qq --no-install-recommends strace >/dev/null 2>&1 \
-            || { timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends strace; }
-    fi
-    command -v strace >/dev/null 2>&1 || { echo "syscalls.sh: strace is missing (apt-get install strace)" >&2; exit 1; }
-fi
-
-echo "== building (cargo build --release --bins)"
-(cd "$ROOT" && cargo build --release --bins --quiet) || { echo "syscalls.sh: build failed" >&2; exit 1; }
-TGT="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TGT" in /*) ;; *) TGT="$ROOT/$TGT" ;; esac
-WSECHO="$TGT/release/wsecho"
-WSBENCH="$TGT/release/wsbench"
+SCRIPT=syscalls.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+need_cmd strace strace
+build_bins
 OUT="$ROOT/target/profile/syscalls"
 mkdir -p "$OUT"
 
