@@ -72,8 +72,13 @@ pub trait Mode<'a>: Sized {
     fn after_call(&mut self, core: &mut Core<'a, Self::Conn>, key: usize, ended: bool);
     /// A connection was removed (`end`: why, from its call).
     fn ended(&mut self, _core: &mut Core<'a, Self::Conn>, _c: &Self::Conn, _end: <Self::Conn as Session<'a>>::End) {}
-    /// Ramp-up is over with something open. True: go to the measured window at once.
+    /// Ramp-up is over with something open (or due to reopen). True: go to the measured window at once.
     fn on_ramp_done(&mut self, core: &mut Core<'a, Self::Conn>, now: u64) -> bool;
+    /// Connections this mode will open again (soak reconnects): with none open but some due, the
+    /// run goes on instead of ending at ramp-up.
+    fn pending_reopens(&self) -> usize {
+        0
+    }
     /// The measured window begins.
     fn on_measure(&mut self, _core: &mut Core<'a, Self::Conn>, _now: u64) {}
     /// Closing begins (before every connection is asked to close).
@@ -304,7 +309,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         // Give up on connections never started (ramp timeout): they are simply not attempted.
         self.next_index = self.share.first + self.share.conns;
         self.publish(live);
-        if self.open == 0 {
+        if self.open == 0 && m.pending_reopens() == 0 {
             // Nothing came up (all refused, failed or timed out): nothing to measure or hold.
             self.begin_shutdown(m, now);
         } else if m.on_ramp_done(self, now) || self.cfg.warmup.is_zero() {

@@ -112,6 +112,10 @@ impl<'a> mioloop::Mode<'a> for Soaker {
         // Dropping `c` closes the socket (RST when SO_LINGER 0 was set for an abrupt drop).
     }
 
+    fn pending_reopens(&self) -> usize {
+        self.retry.len()
+    }
+
     fn on_ramp_done(&mut self, core: &mut Core<'a>, now: u64) -> bool {
         // Messages flow from now on; the result covers warm-up and measured window.
         self.active = true;
