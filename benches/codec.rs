@@ -2,8 +2,9 @@
 //!
 //! `cargo bench` runs them (criterion). Groups: frame header decode/encode (7/16/64-bit lengths),
 //! unmasking (20 B, 1 KiB, 64 KiB; word-at-a-time vs the byte loop, bytes/s), UTF-8 validation
-//! (ASCII and mixed text), the upgrade (parse + accept key + 101), and `echo`: a `Connection`
-//! over a `MemSocket` echoing pipelined messages (no syscalls: the protocol cost alone).
+//! (ASCII, mixed, CJK and emoji text of 20 B, 1 KiB and 16 KiB, bytes/s), the upgrade (parse +
+//! accept key + 101), and `echo`: a `Connection` over a `MemSocket` echoing pipelined messages (no
+//! syscalls: the protocol cost alone).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -59,18 +60,47 @@ fn masking(c: &mut Criterion) {
     g.finish();
 }
 
+/// `unit` repeated and cut to exactly `len` bytes on a character boundary (padded with spaces).
+fn text_of(unit: &str, len: usize) -> Vec<u8> {
+    let mut s = String::with_capacity(len + 4);
+    'fill: loop {
+        for ch in unit.chars() {
+            if s.len() + ch.len_utf8() > len {
+                break 'fill;
+            }
+            s.push(ch);
+        }
+    }
+    while s.len() < len {
+        s.push(' ');
+    }
+    s.into_bytes()
+}
+
 fn utf8(c: &mut Criterion) {
+    // `Utf8Validator::feed` on one whole message, bytes/s. ASCII; mixed (Latin with accents,
+    // Greek, a 4-byte symbol, €: about 1 byte in 4 non-ASCII); CJK (3-byte characters, ASCII
+    // punctuation now and then); emoji (4-byte characters and spaces). 20 B is a chat message, 1 KiB
+    // and 16 KiB are JSON-sized documents.
     let mut g = c.benchmark_group("utf8");
-    let ascii: Vec<u8> = (0..16 << 10).map(|i| b'a' + (i % 26) as u8).collect();
-    let mixed: Vec<u8> = "héllo wörld, κόσμε, 𝄞 €! ".repeat(16 << 10).into_bytes()[..16 << 10].to_vec();
-    for (name, data) in [("ascii", &ascii), ("mixed", &mixed)] {
-        g.throughput(Throughput::Bytes(data.len() as u64));
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut v = Utf8Validator::new();
-                v.feed(black_box(data)).is_ok()
-            })
-        });
+    let kinds = [
+        ("ascii", "The quick brown fox jumps over the lazy dog; {\"id\": 42, \"ok\": true}\n"),
+        ("mixed", "héllo wörld, κόσμε, 𝄞 €! "),
+        ("cjk", "日本語のテキストと中文文本，还有한국어 텍스트。"),
+        ("emoji", "😀🎉👍🏽🚀 ❤️😂🔥✨ "),
+    ];
+    for (name, unit) in kinds {
+        for size in [20usize, 1024, 16 << 10] {
+            let data = text_of(unit, size);
+            assert!(std::str::from_utf8(&data).is_ok() && data.len() == size);
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_with_input(BenchmarkId::new(name, size), &data, |b, data| {
+                b.iter(|| {
+                    let mut v = Utf8Validator::new();
+                    v.feed(black_box(data)).is_ok()
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -8,7 +8,9 @@
 //! validate, re-frame, one `send` per batch, and the in-memory socket's copies) with the warm-up
 //! cancelled out. Used by `scripts/instructions.sh` and `.ci/instructions-check`.
 //!
-//! Usage: `echo_driver [--text] [--pipeline K] SIZE COUNT` (SIZE in bytes; `k` suffix = KiB).
+//! Usage: `echo_driver [--text | --mixed] [--pipeline K] SIZE COUNT` (SIZE in bytes; `k` suffix =
+//! KiB). Payloads are ASCII letters, or with `--mixed` text messages of mixed UTF-8 (Latin with
+//! accents, Greek, a 4-byte symbol, €: about one byte in four is non-ASCII, as in the codec bench).
 
 use std::process::ExitCode;
 use wsecho::config::Config;
@@ -21,7 +23,24 @@ const REQ: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: 
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
 User-Agent: wsbench\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-const USAGE: &str = "usage: echo_driver [--text] [--pipeline K] SIZE COUNT";
+const USAGE: &str = "usage: echo_driver [--text | --mixed] [--pipeline K] SIZE COUNT";
+
+/// The `--mixed` text, repeated and cut to SIZE bytes on a character boundary (space-padded).
+const MIXED: &str = "héllo wörld, κόσμε, 𝄞 €! ";
+
+fn mixed_text(size: usize) -> Vec<u8> {
+    let mut s = String::with_capacity(size + 4);
+    for ch in MIXED.chars().cycle() {
+        if s.len() + ch.len_utf8() > size {
+            break;
+        }
+        s.push(ch);
+    }
+    while s.len() < size {
+        s.push(' ');
+    }
+    s.into_bytes()
+}
 
 /// One frame as a client sends it (masked) and as the server echoes it (unmasked).
 fn frames(op: OpCode, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -59,13 +78,15 @@ fn echo_batch(conn: &mut Connection<MemSocket>, sh: &mut Shared, input: &[u8]) {
 
 fn run(args: &[String]) -> Result<String, String> {
     let mut text = false;
+    let mut mixed = false;
     let mut pipeline = 16usize;
     let mut pos = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--text" => text = true,
-            "--binary" => text = false,
+            "--mixed" => (text, mixed) = (true, true),
+            "--binary" => (text, mixed) = (false, false),
             "--pipeline" | "-k" => {
                 pipeline = it.next().and_then(|v| v.parse().ok()).filter(|&k| k > 0).ok_or(USAGE)?;
             }
@@ -78,7 +99,7 @@ fn run(args: &[String]) -> Result<String, String> {
     let count: u64 = count.parse().map_err(|_| USAGE)?;
 
     let op = if text { OpCode::Text } else { OpCode::Binary };
-    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let payload: Vec<u8> = if mixed { mixed_text(size) } else { (0..size).map(|i| b'a' + (i % 26) as u8).collect() };
     let (masked, plain) = frames(op, &payload);
     let batch_in = masked.repeat(pipeline);
     let batch_out = plain.repeat(pipeline);
@@ -128,7 +149,13 @@ fn run(args: &[String]) -> Result<String, String> {
     }
     Ok(format!(
         "echoed {count} {} messages of {size} B (pipeline {pipeline}), {bytes} bytes",
-        if text { "text" } else { "binary" }
+        if mixed {
+            "mixed text"
+        } else if text {
+            "text"
+        } else {
+            "binary"
+        }
     ))
 }
 

@@ -20,7 +20,9 @@
 #   --update-baseline  rewrite benches/baseline.txt with this run's figures
 #   --annotate         also print each case's hottest functions (callgrind_annotate)
 #
-# Cases: binary_20B, binary_1KiB, text_20B, text_1KiB. Output files (callgrind.out per run) go to
+# Cases: binary_20B, binary_1KiB, text_20B, text_1KiB (ASCII text), text_mixed_16KiB (text with
+# about one byte in four non-ASCII, echo_driver --mixed; 3 pipelined per read, as 16 would not fit
+# in one 64 KiB read, and N / 16 messages, as each costs ~40x a 1 KiB one). Output files (callgrind.out per run) go to
 # target/profile/callgrind/. The build is `cargo build --release --example echo_driver`
 # (CARGO_TARGET_DIR is honoured). valgrind is installed with apt-get when missing (root).
 # glibc's memcpy/memset are pinned to their plain SSE2 versions (GLIBC_TUNABLES, see below), so
@@ -54,6 +56,7 @@ CASES=(
     "binary_1KiB|1k"
     "text_20B|--text 20"
     "text_1KiB|--text 1k"
+    "text_mixed_16KiB|--mixed --pipeline 3 16k|16"
 )
 
 SCRIPT=instructions.sh
@@ -101,19 +104,31 @@ measure() {
     echo "$v"
 }
 
+# case_args CASE / case_n CASE: a case's echo_driver arguments, and its message count (N, or N
+# divided by the optional third field, for large messages).
+case_args() { local r=${1#*|}; echo "${r%%|*}"; }
+case_n() {
+    local r=${1#*|} div=1
+    case "$r" in *'|'*) div=${r##*|} ;; esac
+    local n=$((COUNT / div))
+    [ "$n" -gt 0 ] || n=1
+    echo "$n"
+}
+
 # base NAME: the baseline figure for a case (empty when none).
 base() { if [ -f "$BASELINE" ]; then awk -v n="$1" '$1 == n { print $2; exit }' "$BASELINE"; fi; }
 
-echo "== $(valgrind --version), $(rustc --version 2>/dev/null | cut -d' ' -f1-2), N = $COUNT messages per case, 16 pipelined per read"
-printf '%-12s %12s %14s %10s %12s %10s %7s\n' case 'Ir(0)' 'Ir(N)' N 'instr/msg' baseline ratio
+echo "== $(valgrind --version), $(rustc --version 2>/dev/null | cut -d' ' -f1-2), N = $COUNT messages per case (unless divided), 16 pipelined per read (unless set)"
+printf '%-16s %12s %14s %10s %12s %10s %7s\n' case 'Ir(0)' 'Ir(N)' N 'instr/msg' baseline ratio
 RESULTS=()
 FAIL=0
 for c in "${CASES[@]}"; do
     name=${c%%|*}
-    read -r -a args <<< "${c#*|}"
+    read -r -a args <<< "$(case_args "$c")"
+    n=$(case_n "$c")
     ir0=$(measure "$name" 0 "${args[@]}")
-    irn=$(measure "$name" "$COUNT" "${args[@]}")
-    per=$(awk -v a="$ir0" -v b="$irn" -v n="$COUNT" 'BEGIN { printf "%.1f", (b - a) / n }')
+    irn=$(measure "$name" "$n" "${args[@]}")
+    per=$(awk -v a="$ir0" -v b="$irn" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
     b=$(base "$name")
     if [ -n "$b" ]; then
         ratio=$(awk -v p="$per" -v b="$b" 'BEGIN { printf "%.3f", p / b }')
@@ -126,7 +141,7 @@ for c in "${CASES[@]}"; do
         b="-"
         [ -n "$CHECK" ] && [ "$UPDATE" = 0 ] && { ratio="no baseline"; FAIL=1; }
     fi
-    printf '%-12s %12s %14s %10s %12s %10s %7s\n' "$name" "$ir0" "$irn" "$COUNT" "$per" "$b" "$ratio"
+    printf '%-16s %12s %14s %10s %12s %10s %7s\n' "$name" "$ir0" "$irn" "$n" "$per" "$b" "$ratio"
     RESULTS+=("$name $per")
 done
 echo "   callgrind files: $OUT/<case>.<N>.out  (e.g. callgrind_annotate $OUT/binary_20B.$COUNT.out)"
@@ -135,8 +150,9 @@ if [ "$ANNOTATE" = 1 ]; then
     for c in "${CASES[@]}"; do
         name=${c%%|*}
         echo
-        echo "== $name: hottest functions over $COUNT messages (plus the warm-up batch)"
-        callgrind_annotate --inclusive=no "$OUT/$name.$COUNT.out" 2>/dev/null \
+        n=$(case_n "$c")
+        echo "== $name: hottest functions over $n messages (plus the warm-up batch)"
+        callgrind_annotate --inclusive=no "$OUT/$name.$n.out" 2>/dev/null \
             | awk '/^-+$/ { d++; next } d >= 3 && NF { print; if (++k == 15) exit }'
     done
 fi
@@ -145,7 +161,7 @@ if [ "$UPDATE" = 1 ]; then
     {
         echo "# Instructions per echoed message (valgrind callgrind Ir): one wsecho Connection over an"
         echo "# in-memory MemSocket (examples/echo_driver.rs), 16 messages pipelined per read,"
-        echo "# (Ir(N) - Ir(0)) / N with N = $COUNT, collected inside echo_batch only, warm-up batch cancelled out;"
+        echo "# (Ir(N) - Ir(0)) / N with N = $COUNT (text_mixed_16KiB: N / 16, 3 per read), collected inside echo_batch only, warm-up batch cancelled out;"
         echo "# glibc memcpy/memset pinned to SSE2 without rep movsb (GLIBC_TUNABLES in the script)."
         echo "# Produced by: scripts/instructions.sh --update-baseline ($(date -u +%F), $(rustc --version 2>/dev/null | cut -d' ' -f1-2),"
         echo "# $(valgrind --version), $(ldd --version 2>/dev/null | head -n1 | awk '{print "glibc " $NF}'), $(uname -m), release profile). Checked by .ci/instructions-check (fails above +10%)."
