@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite conformance run against a release wsecho (the suite's fuzzingclient cases).
+#
+# Usage: scripts/autobahn.sh [--ci] [-v] [PATTERN]
+#   PATTERN  comma separated case-id patterns, '-' excludes         [default: '*,-12.*,-13.*']
+#            ('*,-12.*,-13.*' = groups 1-10, 301 cases: every group that applies while wsecho
+#            has no permessage-deflate; 12.* and 13.* are the deflate groups)
+#   --ci     when the harness is absent, print one line and exit 0 (CI on a clone without
+#            ../shared); without --ci a missing harness is an error (exit 2)
+#   -v       stream the harness's per-case progress instead of keeping it in the log
+#
+# The harness is not part of this repository: it is ../shared/autobahn next to the repository
+# root (AUTOBAHN_DIR overrides). Its run.sh creates a Python venv under /tmp on first use
+# (pip installs the pinned autobahntestsuite case set and its protocol engine), runs the cases
+# against ws://127.0.0.1:PORT/ and writes results.json. This script builds the release binaries,
+# starts wsecho on a free port, runs the harness, then reads results.json itself and prints a
+# table per case group (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED / FAILED).
+#
+# Exit status 0 only when every case is OK, INFORMATIONAL or UNIMPLEMENTED with a close behaviour
+# of OK or INFORMATIONAL (UNIMPLEMENTED: the deflate groups while the server declines the
+# extension), the harness reported no error and exited 0, and wsecho was still running at the end.
+# 1 otherwise; 2 for a usage error or a missing harness (without --ci).
+#
+# CI (.ci/run) runs the full applicable set, 9.* (messages up to 16 MiB) included: about 10 s of
+# cases here (docs/conformance.md). Once the deflate groups apply, measure 13.* before adding it
+# to CI: its cases send 1,000 compressed messages of up to 128 KiB each (timeouts up to 480 s).
+#
+# Environment: AUTOBAHN_DIR (harness directory), WSECHO_FLAGS (extra wsecho flags, e.g.
+# "--deflate"), AUTOBAHN_PORT (first port to try, default 19601), AUTOBAHN_TIMEOUT (seconds for
+# the harness run, default 1800), AB_OUT (report directory, default target/autobahn), AB_HOME
+# and AB_CASE_TIMEOUT (passed to the harness), CARGO_TARGET_DIR (as for cargo).
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=autobahn.sh
+DEFAULT_PATTERN='*,-12.*,-13.*'
+CI=0
+VERBOSE=0
+PATTERN=""
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ci) CI=1 ;;
+        -v|--verbose) VERBOSE=1 ;;
+        -h|--help) usage; exit 0 ;;
+        -[a-zA-Z]*|--*) echo "$SCRIPT: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        *)
+            [ -z "$PATTERN" ] || { echo "$SCRIPT: more than one PATTERN ('$PATTERN', '$1')" >&2; exit 2; }
+            PATTERN=$1 ;;
+    esac
+    shift
+done
+PATTERN=${PATTERN:-$DEFAULT_PATTERN}
+
+# The harness: AUTOBAHN_DIR, else ../shared/autobahn beside the repository root (not beside the
+# caller's working directory, and not wherever the repository was cloned from).
+if [ -n "${AUTOBAHN_DIR:-}" ]; then
+    AB_DIR=$AUTOBAHN_DIR
+    AB_SHOWN=$AUTOBAHN_DIR
+else
+    AB_DIR="$(realpath -m "$ROOT/../shared/autobahn")"
+    AB_SHOWN=../shared/autobahn
+fi
+if [ ! -f "$AB_DIR/run.sh" ]; then
+    if [ "$CI" = 1 ]; then
+        echo "autobahn: $AB_SHOWN not found, skipping"
+        exit 0
+    fi
+    echo "$SCRIPT: the Autobahn harness $AB_SHOWN (run.sh) is not there ($AB_DIR);" \
+         "set AUTOBAHN_DIR to its directory (--ci skips instead)" >&2
+    exit 2
+fi
+AB_DIR="$(cd "$AB_DIR" && pwd)"
+command -v python3 >/dev/null 2>&1 || { echo "$SCRIPT: python3 is missing (the harness needs it)" >&2; exit 1; }
+# WSECHO_FLAGS is split on whitespace on purpose (flags and their values, no quoting).
+read -r -a FLAGS <<< "${WSECHO_FLAGS:-}"
+
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+
+SERVER_PID=""
+HARNESS_PID=""
+# Running (a child that exited stays a zombie until reaped, and a zombie answers kill -0).
+alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    local _
+    for _ in $(seq 1 120); do alive "$SERVER_PID" || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+}
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+    if [ -n "$HARNESS_PID" ]; then
+        # run.sh runs under `timeout`, which makes its own process group: end that group only.
+        kill -TERM -- "-$HARNESS_PID" 2>/dev/null
+        wait "$HARNESS_PID" 2>/dev/null
+        HARNESS_PID=""
+    fi
+    stop_server
+}
+trap cleanup EXIT
+trap 'echo "$SCRIPT: interrupted" >&2; exit 130' INT TERM
+
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+T0=$(date +%s.%N)
+build_bins
+
+OUT=${AB_OUT:-$(target_dir)/autobahn}
+mkdir -p "$OUT" || { echo "$SCRIPT: cannot create $OUT" >&2; exit 1; }
+OUT="$(cd "$OUT" && pwd)"
+# A stale report must never be read as this run's.
+rm -f "$OUT/results.json" "$OUT/results.txt" "$OUT/harness.log" "$OUT/wsecho.log"
+
+# A free port below the ephemeral range; if another process takes it between the check and the
+# bind, wsecho exits (busy address) and the next port is tried.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=$(( ${AUTOBAHN_PORT:-19601} - 1 ))
+for attempt in 1 2 3 4 5; do
+    PORT=$((PORT + 1))
+    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+    "$WSECHO" --listen "127.0.0.1:$PORT" "${FLAGS[@]}" > "$OUT/wsecho.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        alive "$SERVER_PID" || break
+        port_busy "$PORT" && break
+        sleep 0.05
+    done
+    alive "$SERVER_PID" && port_busy "$PORT" && break
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+    if ! grep -qi 'in use\|busy' "$OUT/wsecho.log" || [ "$attempt" = 5 ]; then
+        echo "$SCRIPT: wsecho did not start on 127.0.0.1:$PORT${WSECHO_FLAGS:+ with WSECHO_FLAGS=\"$WSECHO_FLAGS\"}:" >&2
+        tail -n 5 "$OUT/wsecho.log" >&2
+        exit 1
+    fi
+done
+
+echo "== autobahn: cases '$PATTERN' against wsecho ${FLAGS[*]:+${FLAGS[*]} }on ws://127.0.0.1:$PORT/ (harness $AB_DIR)"
+echo "   report: $OUT/results.json, harness log: $OUT/harness.log, server log: $OUT/wsecho.log"
+H0=$(date +%s.%N)
+# `timeout` puts itself and run.sh (and the harness's python) in a new process group, which
+# cleanup ends on an interrupt.
+if [ "$VERBOSE" = 1 ]; then
+    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$PORT" "$PATTERN" \
+        > "$OUT/harness.log" 2>&1 &
+    HARNESS_PID=$!
+    tail -n +1 --pid="$HARNESS_PID" -f "$OUT/harness.log" | grep --line-buffered -v '^[0-9][0-9.]* *[A-Z-]* *[A-Z-]* ' &
+    TAIL_PID=$!
+    wait "$HARNESS_PID"; HRC=$?
+    wait "$TAIL_PID" 2>/dev/null
+else
+    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$PORT" "$PATTERN" \
+        > "$OUT/harness.log" 2>&1 &
+    HARNESS_PID=$!
+    wait "$HARNESS_PID"; HRC=$?
+fi
+HARNESS_PID=""
+H1=$(date +%s.%N)
+
+SERVER_OK=1
+alive "$SERVER_PID" || SERVER_OK=0
+stop_server
+
+if [ "$VERBOSE" = 1 ]; then
+    echo "   harness exit status $HRC, $(secs "$H0" "$H1") s"
+else
+    echo "   harness exit status $HRC, $(secs "$H0" "$H1") s; its verdict:"
+    grep -a '^autobahn: ' "$OUT/harness.log" | tail -n 2 | sed 's/^/     /'
+fi
+if [ ! -s "$OUT/results.json" ]; then
+    echo "$SCRIPT: the harness wrote no results.json (exit status $HRC$([ "$HRC" = 124 ] && echo ", timed out after ${AUTOBAHN_TIMEOUT:-1800} s")); last lines of its log:" >&2
+    tail -n 15 "$OUT/harness.log" >&2
+    exit 1
+fi
+
+# Our own reading of results.json: counts per case group and every case that is not clean.
+python3 - "$OUT/results.json" <<'EOF'
+import json, sys
+
+d = json.load(open(sys.argv[1]))
+cases = d.get("cases") or []
+COLS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
+groups = {}
+bad = []
+for c in cases:
+    g = int(c["id"].split(".")[0])
+    row = groups.setdefault(g, dict.fromkeys(COLS + ["close not OK"], 0))
+    beh, bc = c.get("behavior"), c.get("behaviorClose")
+    row[beh if beh in COLS[:-1] else "FAILED"] += 1  # FAILED, harness ERROR, anything unknown
+    if bc not in ("OK", "INFORMATIONAL"):
+        row["close not OK"] += 1
+    if beh not in ("OK", "INFORMATIONAL", "UNIMPLEMENTED") or bc not in ("OK", "INFORMATIONAL") or c.get("harness_error"):
+        bad.append(c)
+
+hdr = ["group"] + COLS + ["close not OK"]
+print("   " + "  ".join("%-5s" % hdr[0] if i == 0 else "%13s" % h for i, h in enumerate(hdr)))
+tot = dict.fromkeys(hdr[1:], 0)
+for g in sorted(groups):
+    print("   %-5s  " % g + "  ".join("%13d" % groups[g][h] for h in hdr[1:]))
+    for h in hdr[1:]:
+        tot[h] += groups[g][h]
+print("   %-5s  " % "total" + "  ".join("%13d" % tot[h] for h in hdr[1:]))
+
+for c in cases:
+    if c.get("behavior") == "INFORMATIONAL":
+        print("   informational %s: %s -> close %s %s" % (c["id"], c.get("description", "")[:70],
+              c.get("remoteCloseCode"), c.get("remoteCloseReason") or ""))
+for n, c in enumerate(bad):
+    if n >= 10:
+        print("FAILED %s: behaviour %s, close %s" % (c["id"], c.get("behavior"), c.get("behaviorClose")))
+        continue
+    print("FAILED %s: behaviour %s, close %s: %s / %s" % (c["id"], c.get("behavior"), c.get("behaviorClose"),
+          c.get("result"), c.get("resultClose")))
+    print("   case: %s" % c.get("description", ""))
+    if c.get("harness_error"):
+        print("   harness error: %s" % c["harness_error"].strip().splitlines()[-1])
+    for k in ("expected", "received", "expectedClose"):
+        if k in c:
+            print("   %s: %s" % (k, json.dumps(c[k])[:300]))
+    for e in (c.get("wirelog") or [])[:16]:
+        print("   wire: %s" % json.dumps(e)[:160])
+s = d.get("summary", {})
+if not cases:
+    print("FAILED: results.json lists no cases (pattern %r)" % s.get("selected"))
+    sys.exit(1)
+if s.get("harness_errors"):
+    print("FAILED: %d harness error(s)" % s["harness_errors"])
+sys.exit(1 if bad or not cases or s.get("harness_errors") else 0)
+EOF
+PRC=$?
+
+T1=$(date +%s.%N)
+if [ "$SERVER_OK" = 0 ]; then
+    echo "FAILED: wsecho was no longer running when the harness finished; last lines of its log:"
+    tail -n 5 "$OUT/wsecho.log"
+fi
+if [ "$PRC" = 0 ] && [ "$HRC" = 0 ] && [ "$SERVER_OK" = 1 ]; then
+    echo "autobahn: PASS ('$PATTERN', cases $(secs "$H0" "$H1") s, whole script $(secs "$T0" "$T1") s)"
+    exit 0
+fi
+[ "$PRC" = 0 ] && [ "$HRC" != 0 ] && echo "FAILED: the harness exited with status $HRC (see $OUT/harness.log)"
+echo "autobahn: FAIL ('$PATTERN', cases $(secs "$H0" "$H1") s, whole script $(secs "$T0" "$T1") s; report $OUT/results.json)"
+exit 1
