@@ -1,9 +1,9 @@
 //! Integration tests of the `wsbench` load harness binary.
 //!
 //! Each test runs the built binary against a server on 127.0.0.1: tiny deliberately wrong
-//! thread-per-connection WebSocket servers written here (an echo with one byte flipped, a server
-//! that closes with 1011 after the upgrade, one that refuses the upgrade with 400), and the real
-//! `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
+//! thread-per-connection WebSocket servers written here (an echo with one byte flipped, an echo
+//! that sends every frame back as two fragments, a server that closes with 1011 after the upgrade,
+//! one that refuses the upgrade with 400), and the real `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
 //! and, as a backstop, by a deadline after which the test kills it and fails. Results are read
 //! from `--json`.
 
@@ -21,6 +21,9 @@ use sha1::Digest as _;
 enum Behaviour {
     /// Upgrade correctly, echo every message with its middle byte flipped.
     FlipByte,
+    /// Upgrade correctly, echo every data frame as two fragments (first half with FIN clear,
+    /// then the rest): the right bytes, the wrong frames.
+    SplitFrames,
     /// Upgrade correctly, then send a close frame with code 1011 and wait for the reply.
     Close1011,
     /// Answer the upgrade request with `400 Bad Request`.
@@ -80,9 +83,14 @@ fn read_frame(s: &mut TcpStream) -> std::io::Result<(bool, u8, Vec<u8>)> {
     Ok((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
 }
 
-/// An unmasked server frame.
+/// An unmasked server frame with FIN set.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80 | opcode];
+    frame_fin(true, opcode, payload)
+}
+
+/// An unmasked server frame.
+fn frame_fin(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
     match payload.len() {
         n if n < 126 => f.push(n as u8),
         n if n <= 0xffff => {
@@ -148,6 +156,12 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
             0x9 => s.write_all(&frame(0xA, &payload))?,
             0xA => {}
             _ if behaviour == Behaviour::Close1011 => {} // closing: data is ignored
+            _ if behaviour == Behaviour::SplitFrames => {
+                let (a, b) = payload.split_at(payload.len() / 2);
+                let mut out = frame_fin(false, op, a);
+                out.extend_from_slice(&frame_fin(fin, 0x0, b));
+                s.write_all(&out)?;
+            }
             _ => {
                 if op != 0 {
                     msg_op = op;
@@ -248,6 +262,60 @@ fn flipped_byte_is_reported_as_echo_mismatch() {
 }
 
 #[test]
+fn split_frames_are_reported_as_fidelity_errors() {
+    let addr = spawn_server(Behaviour::SplitFrames);
+    let base = ["-q", "-c", "4", "-k", "2", "-s", "100", "-d", "1"];
+    let r = wsbench("split", &[&base[..], &[&url(addr)]].concat(), Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(num(&r.json, "fidelity_errors") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "the bytes are right: {}", r.json);
+    assert_eq!(num(&r.json, "messages"), 0, "no echo had the right frames: {}", r.json);
+    assert_eq!(field(&r.json, "failed"), "true", "{}", r.json);
+    assert!(r.stdout.contains("fidelity errors"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("frame fidelity error") && r.stderr.contains("binary FIN=0 50 B, sent binary FIN=1 100 B"),
+        "the first errors are described: {}",
+        r.stderr
+    );
+
+    // Sent as three fragments, each echoed as two: caught frame by frame.
+    let r = wsbench("split-frag", &[&base[..], &["--fragments", "3", &url(addr)]].concat(), Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(num(&r.json, "fidelity_errors") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+
+    // Soak mode replays its random fragmentation to know each frame sent.
+    let r = wsbench(
+        "split-soak",
+        &["-q", "-m", "soak", "-c", "10", "-d", "1", "--seed", "5", "--disconnect-prob", "0", &url(addr)],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(num(&r.json, "fidelity_errors") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+
+    // The documented exception: a text frame above 64 KiB may come back cut, so only its bytes
+    // are checked; at exactly 64 KiB it may not.
+    for (size, errors) in [("70000", false), ("64KiB", true)] {
+        let r = wsbench(
+            "split-text",
+            &["-q", "-c", "2", "-k", "2", "--text", "-s", size, "-d", "0.5", &url(addr)],
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.status.code(), Some(if errors { 1 } else { 0 }), "{size}: {}\n{}", r.stdout, r.stderr);
+        assert_eq!(num(&r.json, "fidelity_errors") > 0, errors, "{size}: {}", r.json);
+        assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+    }
+
+    // With the check off, only the reassembled bytes count, and they are right.
+    let r = wsbench("split-off", &[&base[..], &["--no-fidelity", &url(addr)]].concat(), Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "fidelity_errors"), 0, "{}", r.json);
+    assert!(num(&r.json, "messages") > 0, "{}", r.json);
+    assert!(r.stdout.contains("not checked (--no-fidelity)"), "{}", r.stdout);
+}
+
+#[test]
 fn server_close_1011_is_counted_by_code() {
     let addr = spawn_server(Behaviour::Close1011);
     let r = wsbench("close1011", &["-q", "-c", "6", "-d", "1", &url(addr)], Duration::from_secs(60));
@@ -280,9 +348,20 @@ fn too_many_connections_for_the_fd_limit_exit_2() {
 fn help_lists_the_options() {
     let r = wsbench("help", &["--help"], Duration::from_secs(30));
     assert!(r.status.success());
-    for opt in
-        ["--mode", "--connections", "--pipeline", "--rate", "--processes", "--source-ips", "--json", "ALL_UPGRADED"]
-    {
+    for opt in [
+        "--mode",
+        "--connections",
+        "--pipeline",
+        "--rate",
+        "--processes",
+        "--source-ips",
+        "--json",
+        "ALL_UPGRADED",
+        "--fragments",
+        "--no-fidelity",
+        "FRAME FIDELITY",
+        "64 KiB",
+    ] {
         assert!(r.stdout.contains(opt), "--help lacks {opt}");
     }
 }
@@ -318,6 +397,37 @@ fn end_to_end_against_wsecho() {
     let elapsed: f64 = field(&r.json, "elapsed_s").parse().unwrap();
     assert!(elapsed < 15.0, "run took {elapsed} s: the close phase waited for its timeout");
     assert_eq!(num(&r.json, "close_timeouts"), 0, "{}", r.json);
+}
+
+/// Frame-exact echo: pipelined 16 KiB binary frames (four of them are more than one 64 KiB read
+/// on the server's side, so a frame cut at a read boundary shows), unfragmented and in three
+/// fragments, come back frame for frame; text frames above 64 KiB (the documented exception) may
+/// come back cut but their bytes must be right.
+#[test]
+fn frames_come_back_exactly_from_wsecho() {
+    let addr = start_wsecho();
+    for (name, frags) in [("exact", "1"), ("exact-frag3", "3")] {
+        let r = wsbench(
+            name,
+            &["-q", "-c", "20", "-k", "4", "-s", "16KiB", "--fragments", frags, "-d", "2", &url(addr)],
+            Duration::from_secs(90),
+        );
+        assert_eq!(r.status.code(), Some(0), "--fragments {frags}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        assert_eq!(field(&r.json, "fidelity"), "true", "{}", r.json);
+        assert_eq!(num(&r.json, "fragments_per_message"), frags.parse::<u64>().unwrap(), "{}", r.json);
+        assert_eq!(num(&r.json, "fidelity_errors"), 0, "{}", r.json);
+        assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
+        assert_eq!(num(&r.json, "lost_connections"), 0, "{}", r.json);
+        assert!(num(&r.json, "messages") > 0, "{}", r.json);
+    }
+    let r = wsbench(
+        "exact-text-big",
+        &["-q", "-c", "4", "-k", "2", "--text", "-s", "100KiB", "-d", "1", &url(addr)],
+        Duration::from_secs(90),
+    );
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "fidelity_errors"), 0, "{}", r.json);
+    assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
 }
 
 #[test]

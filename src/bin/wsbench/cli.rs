@@ -61,6 +61,11 @@ pub struct Config {
     pub size: usize,
     /// Text (`--text`) or binary (default) messages.
     pub text: bool,
+    /// Echo/rate: frames per message (`--fragments`), near-equal lengths; 1 = unfragmented.
+    pub fragments: u32,
+    /// Check that the echo of each frame has the sent frame's FIN, opcode and length (every mode
+    /// that sends; off with `--no-fidelity`). See `frag` for the text exception.
+    pub fidelity: bool,
     /// Echo mode: messages in flight per connection. Rate mode: the most a connection may have in
     /// flight before scheduled messages wait in the backlog.
     pub pipeline: usize,
@@ -114,7 +119,8 @@ USAGE:
 
 MODES (--mode):
     echo   (default) closed loop: every active connection keeps --pipeline messages of --size
-           bytes in flight and verifies every echoed message byte for byte
+           bytes in flight (each in --fragments frames) and verifies every echoed message byte for
+           byte and every echoed frame for fidelity (see FRAME FIDELITY)
     rate   open loop: --rate messages/s spread over the active connections; latency is measured
            from each message's scheduled send time (no coordinated omission)
     idle   open and upgrade --connections, hold them for --duration, send nothing (for memory
@@ -122,10 +128,11 @@ MODES (--mode):
     soak   correctness under churn: connections take turns (at most --active with a message in
            flight) sending messages of random size 0..--max-size, text (valid UTF-8 with 2-, 3-
            and 4-byte characters) or binary, split into 1..--max-fragments fragments at random
-           byte positions, with pings between fragments; every echo (reassembled, whatever the
-           server's fragmentation) and every pong is verified byte for byte. With probability
-           --disconnect-prob per message a connection closes cleanly (close 1000, expects 1000)
-           or drops TCP mid-message (FIN or RST), then reconnects, so --connections stay open.
+           byte positions, with pings between fragments; every echo and every pong is verified
+           byte for byte, and every echoed frame for fidelity (see FRAME FIDELITY). With
+           probability --disconnect-prob per message a connection closes cleanly (close 1000,
+           expects 1000) or drops TCP mid-message (FIN or RST), then reconnects, so --connections
+           stay open.
            Planned disconnects are not lost connections; a server close, reset, EOF or an echo
            making no progress for --echo-timeout is. Payloads are regenerated from seeds, never
            stored. Ramp-up, then --warmup + --duration of soak (both counted), then closing
@@ -140,6 +147,11 @@ LOAD:
     -s, --size BYTES           payload bytes per message; suffixes k/KiB, m/MiB  [default: 20]
         --binary               binary messages                                 [default]
         --text                 text messages (ASCII payload)
+        --fragments N          echo/rate: send each message as N frames of near-equal size (the
+                               first text/binary with FIN=0, then continuations, the last with
+                               FIN=1); each echoed frame is checked against its fragment
+                                                                               [default: 1]
+        --no-fidelity          check only the reassembled bytes of each echo, not its frames
     -k, --pipeline K           echo: messages in flight per connection         [default: 1]
                                rate: most in flight per connection before messages wait in the
                                backlog                                         [default: 16]
@@ -155,6 +167,14 @@ SOAK (--mode soak):
         --seed N               seed of all random choices (printed in the result) [default: random]
         --echo-timeout SECS    a message in flight with nothing read or written this long counts
                                as a lost connection                            [default: 15]
+
+FRAME FIDELITY (echo, rate and soak; off with --no-fidelity):
+    The echo of every data frame must be exactly one frame with the same FIN, opcode and payload
+    length as the frame sent; a frame that differs counts as a fidelity error, which fails the
+    run like an echo mismatch (once per message; the message is not counted as echoed).
+    Exception: a frame of a text message with more than 64 KiB (65536 bytes) of payload may be
+    echoed cut into several frames (the server validates UTF-8 within a bounded buffer); from
+    the first such frame to the end of its message only the reassembled bytes are checked.
 
 TIMING (seconds, fractions allowed):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
@@ -193,7 +213,7 @@ printed. The total run time is ramp-up + warm-up + duration + at most --close-ti
 
 EXIT STATUS:
     0  every echo matched, no connection was lost or failed to open/upgrade
-    1  echo mismatches, lost connections (closed by the server, reset, EOF before our close), or
+    1  echo mismatches, fidelity errors, lost connections (closed by the server, reset, EOF before our close), or
        connections that could not be opened or upgraded
     2  bad usage, or the run cannot fit the limits (open files per process, ports)
 ";
@@ -251,6 +271,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut active: Option<usize> = None;
     let mut size = 20usize;
     let mut text = false;
+    let mut fragments: Option<usize> = None;
+    let mut fidelity = true;
     let mut pipeline: Option<usize> = None;
     let mut rate: Option<f64> = None;
     let mut duration = Duration::from_secs(10);
@@ -291,6 +313,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             Short('s') | Long("size") => size = parse_size(&p.value()?.string()?)?,
             Long("binary") => text = false,
             Long("text") => text = true,
+            Long("fragments") => fragments = Some(count(&mut p, "--fragments")?),
+            Long("no-fidelity") => fidelity = false,
             Short('k') | Long("pipeline") => pipeline = Some(count(&mut p, "--pipeline")?),
             Short('r') | Long("rate") => rate = Some(positive(&mut p, "--rate")?),
             Short('d') | Long("duration") => duration = secs(&mut p, "--duration")?,
@@ -345,7 +369,16 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     if pipeline > 4096 {
         return Err("--pipeline must be at most 4096".into());
     }
-    if (pipeline as u64).saturating_mul(size as u64) > (1u64 << 31) {
+    if fragments.is_some() && !matches!(mode, Mode::Echo | Mode::Rate) {
+        return Err("--fragments applies to --mode echo and rate (soak: --max-fragments)".into());
+    }
+    let fragments = fragments.unwrap_or(1);
+    if fragments > 4096 {
+        return Err("--fragments must be at most 4096".into());
+    }
+    // Wire bytes per message: the payload and up to 14 header bytes per frame.
+    let msg_bytes = (size as u64).saturating_add(14 * fragments as u64);
+    if (pipeline as u64).saturating_mul(msg_bytes) > (1u64 << 31) {
         return Err("--pipeline x --size must stay under 2 GiB".into());
     }
     let rate = match (mode, rate) {
@@ -388,6 +421,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         active,
         size,
         text,
+        fragments: fragments as u32,
+        fidelity,
         pipeline,
         rate,
         duration,
@@ -598,6 +633,21 @@ mod tests {
         assert!(parse_from(["-p", "4", "-c", "3", "ws://h:1/"]).is_err());
         assert!(parse_from(["--bogus", "ws://h:1/"]).is_err());
         assert!(matches!(parse_from(["--help"]), Ok(Parsed::Help)));
+        assert!(c.fidelity);
+        assert_eq!(c.fragments, 1);
+    }
+
+    #[test]
+    fn fragments_and_fidelity() {
+        let c = cfg(&["--fragments", "3", "--no-fidelity", "ws://h:1/"]);
+        assert_eq!((c.fragments, c.fidelity), (3, false));
+        let c = cfg(&["-m", "rate", "-r", "10", "--fragments", "2", "ws://h:1/"]);
+        assert_eq!(c.fragments, 2);
+        assert!(parse_from(["--fragments", "0", "ws://h:1/"]).is_err());
+        assert!(parse_from(["--fragments", "5000", "ws://h:1/"]).is_err());
+        assert!(parse_from(["-m", "soak", "--fragments", "2", "ws://h:1/"]).is_err());
+        assert!(parse_from(["-m", "idle", "--fragments", "2", "ws://h:1/"]).is_err());
+        assert!(cfg(&["-m", "soak", "ws://h:1/"]).fidelity);
     }
 
     #[test]

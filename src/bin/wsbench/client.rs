@@ -3,18 +3,22 @@
 //! the connect, the upgrade, the read loop, frame splitting and error classification.
 //!
 //! Owns the per-connection message state, which is kept small: a few counters, a ring of send
-//! timestamps sized to the messages allowed in flight, and a lazily boxed [`Extra`] for the rare
-//! things (a handshake response split over reads, control frame payloads, a pending pong/close).
-//! Echoes are verified incrementally against the known payload as bytes arrive; nothing is
-//! buffered per message and nothing is allocated per message. It does not own the socket
+//! timestamps sized to the messages allowed in flight, the frame fidelity cursor (`frag`), and a
+//! lazily boxed [`Extra`] for the rare things (a handshake response split over reads, control
+//! frame payloads, a pending pong/close). Echoes are verified incrementally against the known
+//! payload as bytes arrive, and each echoed frame against the shape of the frame sent (computed
+//! from the workload, see [`Workload::shape`]); nothing is buffered per message and nothing is
+//! allocated per message. It does not own the socket
 //! plumbing (see `transport`) nor the event loop, timers or scheduling (see `worker`): the
 //! worker calls [`Session::on_event`], [`Conn::enqueue`], [`Conn::start_close`] and
 //! [`Session::timed_out`].
 
 use mio::net::TcpStream;
 
+use crate::frag::{self, Data, Fidelity};
 use crate::transport::{self, write_some, Link, Session, State};
-use crate::wire::{self, Workload};
+use crate::wire;
+use crate::workload::Workload;
 
 /// The connection is over and should be dropped; everything worth counting has been counted.
 #[derive(Debug)]
@@ -86,6 +90,8 @@ pub struct Conn {
     in_msg: bool,
     msg_off: u64,
     msg_bad: bool,
+    /// Which sent frame the next echoed frame must match (`--no-fidelity`: unused).
+    fid: Fidelity,
     extra: Option<Box<Extra>>,
 }
 
@@ -121,6 +127,7 @@ impl Conn {
             in_msg: false,
             msg_off: 0,
             msg_bad: false,
+            fid: Fidelity::default(),
             extra: None,
         }
     }
@@ -187,6 +194,18 @@ impl Conn {
         }
     }
 
+    /// Checks an echoed data frame's header against the frame sent (the fidelity error, if any,
+    /// is counted when the message ends); describes the first few errors.
+    fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
+        let work = ctx.m.work;
+        if let Err(what) = self.fid.check(h, work.opcode == wire::OP_TEXT, |k| work.shape(k)) {
+            if ctx.mismatch_logs < 5 {
+                ctx.mismatch_logs += 1;
+                eprintln!("wsbench: frame fidelity error on connection #{}: {what}", self.index);
+            }
+        }
+    }
+
     fn end_message(&mut self, ctx: &mut Ctx<'_>) {
         let size = ctx.m.work.size as u64;
         if !self.msg_bad && self.msg_off != size {
@@ -204,9 +223,11 @@ impl Conn {
         } else {
             None
         };
-        if self.msg_bad {
-            ctx.stats.mismatches += 1;
-        } else if let Some(stamp) = stamp {
+        // A fidelity error fails the message like a byte mismatch: counted, not echoed.
+        ctx.stats.mismatches += u64::from(self.msg_bad);
+        ctx.stats.fidelity_errors += u64::from(self.fid.is_bad());
+        let good = !self.msg_bad && !self.fid.is_bad();
+        if let Some(stamp) = stamp.filter(|_| good) {
             ctx.msgs_total += 1;
             ctx.bytes_total += size;
             if ctx.counting {
@@ -294,30 +315,27 @@ impl<'a> Session<'a> for Conn {
     }
 
     fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), Ended> {
-        match h.opcode {
-            wire::OP_TEXT | wire::OP_BINARY => {
-                if self.in_msg {
-                    return Err(self.protocol_error(ctx, "new message inside a fragmented one"));
+        if h.opcode & 0x8 == 0 {
+            match frag::classify(h.opcode, self.in_msg) {
+                Err(e) => return Err(self.protocol_error(ctx, e)),
+                Ok(Data::First) => {
+                    self.in_msg = true;
+                    self.msg_off = 0;
+                    self.msg_bad = false;
+                    self.fid.start_message();
+                    if self.ring_len == 0 {
+                        self.mismatch(ctx, "a message arrived with none in flight".into());
+                    } else if h.opcode != ctx.m.work.opcode {
+                        self.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
+                    }
                 }
-                self.in_msg = true;
-                self.msg_off = 0;
-                self.msg_bad = false;
-                if self.ring_len == 0 {
-                    self.mismatch(ctx, "a message arrived with none in flight".into());
-                } else if h.opcode != ctx.m.work.opcode {
-                    self.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
-                }
+                Ok(Data::Continuation) => {}
             }
-            wire::OP_CONTINUATION => {
-                if !self.in_msg {
-                    return Err(self.protocol_error(ctx, "continuation without a message"));
-                }
+            if ctx.cfg.fidelity && self.ring_len > 0 {
+                self.check_frame(ctx, h);
             }
-            _ => {
-                if let Some(x) = self.extra.as_mut() {
-                    x.ctl_rx_len = 0;
-                }
-            }
+        } else if let Some(x) = self.extra.as_mut() {
+            x.ctl_rx_len = 0;
         }
         if h.opcode & 0x8 == 0 {
             // Remember data frames as "data", whatever their opcode, for the payload check.
@@ -372,7 +390,7 @@ impl<'a> Session<'a> for Conn {
     /// Writes what is queued: the rest of a partly written frame, then a pending control frame,
     /// then queued data frames (all in one `write` when possible), until the socket is full.
     fn flush(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
-        let flen = ctx.m.work.frame_len;
+        let flen = ctx.m.work.msg_len;
         loop {
             let ctl_pending = self.extra.as_ref().is_some_and(|x| x.ctl_tx_off < x.ctl_tx_len);
             let res;

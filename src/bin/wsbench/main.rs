@@ -3,7 +3,8 @@
 //! Entry point only: parse the command line, raise the open-file limit, plan addresses and check
 //! limits, run the event loops here or in forked workers, then print the table (and JSON) and
 //! choose the exit status. Each concern lives in its own module:
-//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `transport`
+//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `frag`
+//! (fragmentation rules, frame fidelity), `workload` (echo/rate messages), `transport`
 //! (the connection machinery every mode shares), `mioloop` (the loop skeleton every mode shares),
 //! `client` and `worker` (echo/rate/idle connection and loop hooks), `monitor` (progress),
 //! `stats` (results), `proc` (signals, threads, forked workers); `--mode soak` has its own hooks
@@ -11,6 +12,7 @@
 
 mod cli;
 mod client;
+mod frag;
 mod mioloop;
 mod monitor;
 mod net;
@@ -22,6 +24,7 @@ mod stats;
 mod transport;
 mod wire;
 mod worker;
+mod workload;
 
 use std::process::ExitCode;
 

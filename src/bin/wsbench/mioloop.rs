@@ -386,7 +386,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         live.failed.store(s.total_connect_failures() + s.total_handshake_failures(), Relaxed);
         live.msgs.store(self.ctx.msgs_total, Relaxed);
         live.bytes.store(self.ctx.bytes_total, Relaxed);
-        live.errors.store(s.mismatches + s.total_lost(), Relaxed);
+        live.errors.store(s.mismatches + s.fidelity_errors + s.total_lost(), Relaxed);
         live.phase.store(self.phase as u8, Relaxed);
     }
 }

@@ -16,8 +16,9 @@ use crate::monitor::{Monitor, Sink, Snapshot};
 use crate::net::Plan;
 use crate::payload::Gen;
 use crate::stats::Stats;
-use crate::wire::{Rng, Workload};
+use crate::wire::Rng;
 use crate::worker::{self, now_ns, Live, Phase, Share};
+use crate::workload::Workload;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -70,7 +71,7 @@ pub fn run_loops(cfg: &Config, plan: &Plan, shares: &[Share], monitor: &mut Moni
     let work = if cfg.mode == Mode::Soak {
         Work::Soak(Gen::new())
     } else {
-        Work::Fixed(Workload::new(cfg.size, cfg.text, in_flight, &mut rng))
+        Work::Fixed(Workload::new(cfg.size, cfg.text, cfg.fragments, in_flight, &mut rng))
     };
     let lives: Vec<Live> = shares.iter().map(|_| Live::default()).collect();
     if shares.len() == 1 {

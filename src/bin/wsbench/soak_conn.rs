@@ -8,8 +8,10 @@
 //! are regenerated from it ([`crate::payload`]) whenever the socket takes more; the expected echo
 //! is regenerated at the receive offset and compared. To send, a copy of the cursor generates up
 //! to one write's worth of frames into the loop's scratch buffer, and the real cursor is then
-//! advanced by what the socket took, making the same random draws. A connection is a few hundred
-//! bytes; a server ping (rare) boxes a 125-byte payload.
+//! advanced by what the socket took, making the same random draws. The frame fidelity check
+//! (`frag`) learns the shape of each frame sent the same way: the receiver replays a copy of the
+//! message's [`Plan`] (its draws) as echoed frames arrive. A connection is a few hundred bytes; a
+//! server ping (rare) boxes a 125-byte payload.
 //!
 //! It owns the soak message logic only, plugged into the shared transport as a [`Session`]: the
 //! connect, upgrade, read loop, frame splitting and error classification live in `transport`. It
@@ -17,6 +19,7 @@
 
 use mio::net::TcpStream;
 
+use crate::frag::{self, Data, Fidelity, Shape};
 use crate::payload::{apply_mask, mix, Gen};
 use crate::transport::{self, write_some, Link, Session, State};
 use crate::wire::{self, Rng, MAX_HEADER};
@@ -70,25 +73,112 @@ struct TxEvents {
     close_written: bool,
 }
 
+/// The draws that decide one message's frame sequence, in order: at each frame boundary a
+/// planned close, the end, a ping, or the next fragment (length by [`frag::random_len`], mask).
+/// `Copy` and small: the sender's cursor ([`Tx`]) embeds one, and the receiver replays a copy
+/// made at the message's start to learn the shape of each frame sent (frame fidelity) without
+/// storing anything.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    rng: Rng,
+    size: u32,
+    text: bool,
+    nfrags: u16,
+    /// Fragments drawn so far, and the message offset of the next one.
+    drawn: u16,
+    offset: u32,
+    pings_left: u8,
+    /// Planned clean close before fragment `close_at` (0 = before the first), or NONE16.
+    close_at: u16,
+}
+
+/// What comes next in a message, by [`Plan::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The planned clean close (the caller draws its reason).
+    Close,
+    /// Every fragment is drawn.
+    Done,
+    Ping {
+        seed: u32,
+        len: u8,
+        mask: [u8; 4],
+    },
+    /// Fragment `k`.
+    Frame {
+        k: u16,
+        len: u32,
+        mask: [u8; 4],
+    },
+}
+
+impl Plan {
+    fn new(rng: Rng, size: u32, text: bool, nfrags: u16) -> Plan {
+        Plan { rng, size, text, nfrags, drawn: 0, offset: 0, pings_left: PINGS_PER_MSG, close_at: NONE16 }
+    }
+
+    fn opcode(&self) -> u8 {
+        if self.text {
+            wire::OP_TEXT
+        } else {
+            wire::OP_BINARY
+        }
+    }
+
+    /// Draws what comes at the next frame boundary.
+    fn step(&mut self, ping_p: u32) -> Step {
+        if self.close_at == self.drawn {
+            return Step::Close;
+        }
+        if self.drawn == self.nfrags {
+            return Step::Done;
+        }
+        if self.pings_left > 0 && (self.rng.next_u64() as u32) < ping_p {
+            self.pings_left -= 1;
+            let r = self.rng.next_u64();
+            let mask = ((r >> 40) as u32 ^ self.rng.next_u64() as u32).to_le_bytes();
+            return Step::Ping { seed: r as u32, len: ((r >> 32) % 126) as u8, mask };
+        }
+        let after = u32::from(self.nfrags - self.drawn - 1);
+        let len = frag::random_len(&mut self.rng, self.size - self.offset, after);
+        let mask = (self.rng.next_u64() as u32).to_le_bytes();
+        let k = self.drawn;
+        self.drawn += 1;
+        self.offset += len;
+        Step::Frame { k, len, mask }
+    }
+
+    /// The receiver's replay: the shape of the next data frame sent, `None` when the message has
+    /// no more (all drawn, or the planned close comes first).
+    fn next_shape(&mut self, ping_p: u32) -> Option<Shape> {
+        loop {
+            match self.step(ping_p) {
+                Step::Ping { .. } => {}
+                Step::Frame { k, len, .. } => {
+                    return Some(Shape::of(self.opcode(), k.into(), self.nfrags.into(), len.into()))
+                }
+                Step::Close | Step::Done => return None,
+            }
+        }
+    }
+}
+
 /// The sending side's cursor over the frames of one message (see the module doc). `Copy`, so a
 /// copy can run ahead to generate bytes without committing anything.
 #[derive(Debug, Clone, Copy)]
 struct Tx {
-    /// Draws of this message: fragment lengths, masks, pings.
-    rng: Rng,
+    /// The message's size, type, fragment count and draws.
+    plan: Plan,
+    /// Payload seed.
     seed: u64,
-    size: u32,
-    text: bool,
     item: Item,
     /// Bytes of the current item written.
     off: u32,
     /// Message offset of the current frame's payload, and its length.
     frame_start: u32,
     frame_len: u32,
-    nfrags: u16,
     /// Fragments completely written.
     frags_done: u16,
-    pings_left: u8,
     hdr: [u8; MAX_HEADER],
     hdr_len: u8,
     mask: [u8; 4],
@@ -96,8 +186,6 @@ struct Tx {
     ctl_seed: u32,
     ctl_len: u8,
     ctl_mask: [u8; 4],
-    /// Planned clean close before fragment `close_at` (0 = before the first), or NONE16.
-    close_at: u16,
     /// Close at the next frame boundary (end of the run).
     close_req: bool,
     /// Wire bytes of this message written, and the planned drop point (NONE32: none).
@@ -106,30 +194,29 @@ struct Tx {
 }
 
 impl Tx {
-    fn idle() -> Tx {
+    fn new(plan: Plan, seed: u64) -> Tx {
         Tx {
-            rng: Rng::new(0),
-            seed: 0,
-            size: 0,
-            text: false,
+            plan,
+            seed,
             item: Item::Idle,
             off: 0,
             frame_start: 0,
             frame_len: 0,
-            nfrags: 0,
             frags_done: 0,
-            pings_left: 0,
             hdr: [0; MAX_HEADER],
             hdr_len: 0,
             mask: [0; 4],
             ctl_seed: 0,
             ctl_len: 0,
             ctl_mask: [0; 4],
-            close_at: NONE16,
             close_req: false,
             wire: 0,
             drop_at: NONE32,
         }
+    }
+
+    fn idle() -> Tx {
+        Tx::new(Plan::new(Rng::new(0), 0, false, 0), 0)
     }
 
     fn item_len(&self) -> u32 {
@@ -148,63 +235,42 @@ impl Tx {
 
     /// Every fragment of the message is written.
     fn all_sent(&self) -> bool {
-        self.frags_done == self.nfrags
+        self.frags_done == self.plan.nfrags
     }
 
     /// Called at every frame boundary of the message: picks what comes next.
     fn boundary(&mut self, p: &TxParams, ev: &mut TxEvents) {
         self.off = 0;
-        if self.close_req || self.close_at == self.frags_done {
-            self.enter_close(!self.close_req);
+        if self.close_req {
+            self.enter_close(false);
             return;
         }
-        if self.frags_done == self.nfrags {
-            self.item = Item::Idle;
-            return;
-        }
-        if self.pings_left > 0 && (self.rng.next_u64() as u32) < p.ping_p {
-            self.pings_left -= 1;
-            let r = self.rng.next_u64();
-            self.ctl_seed = r as u32;
-            self.ctl_len = ((r >> 32) % 126) as u8;
-            self.ctl_mask = ((r >> 40) as u32 ^ self.rng.next_u64() as u32).to_le_bytes();
-            self.item = Item::Ping;
-            if ev.n_pings < ev.pings.len() {
-                ev.pings[ev.n_pings] = (self.ctl_seed, self.ctl_len);
-                ev.n_pings += 1;
+        match self.plan.step(p.ping_p) {
+            Step::Close => self.enter_close(true),
+            Step::Done => self.item = Item::Idle,
+            Step::Ping { seed, len, mask } => {
+                self.ctl_seed = seed;
+                self.ctl_len = len;
+                self.ctl_mask = mask;
+                self.item = Item::Ping;
+                if ev.n_pings < ev.pings.len() {
+                    ev.pings[ev.n_pings] = (seed, len);
+                    ev.n_pings += 1;
+                }
             }
-            return;
-        }
-        // The next fragment: on average an even share of what is left.
-        let left = self.size - self.frame_start;
-        let after = self.nfrags - self.frags_done - 1;
-        self.frame_len = if after == 0 {
-            left
-        } else {
-            let cap = (u64::from(left) * 2 / (u64::from(after) + 1)).min(u64::from(left));
-            (self.rng.next_u64() % (cap + 1)) as u32
-        };
-        self.mask = (self.rng.next_u64() as u32).to_le_bytes();
-        let op = if self.frags_done == 0 {
-            if self.text {
-                wire::OP_TEXT
-            } else {
-                wire::OP_BINARY
+            Step::Frame { k, len, mask } => {
+                self.frame_len = len;
+                self.mask = mask;
+                let (op, n) = (self.plan.opcode(), self.plan.nfrags.into());
+                self.hdr_len = frag::masked_header(op, k.into(), n, len.into(), mask, &mut self.hdr) as u8;
+                self.item = Item::Hdr;
             }
-        } else {
-            wire::OP_CONTINUATION
-        };
-        let n = wire::encode_masked_header(op, u64::from(self.frame_len), self.mask, &mut self.hdr);
-        if after > 0 {
-            self.hdr[0] &= 0x7f; // not the last fragment: FIN clear
         }
-        self.hdr_len = n as u8;
-        self.item = Item::Hdr;
     }
 
     /// Our close frame: code 1000, with a random UTF-8 reason when planned.
     fn enter_close(&mut self, with_reason: bool) {
-        let r = self.rng.next_u64();
+        let r = self.plan.rng.next_u64();
         self.ctl_seed = r as u32;
         self.ctl_len = 2 + if with_reason { ((r >> 32) % 124) as u8 } else { 0 };
         self.ctl_mask = ((r >> 40) as u32 ^ 0x5a5a_0000).to_le_bytes();
@@ -285,7 +351,8 @@ impl Tx {
                 match self.item {
                     Item::Hdr => dst.copy_from_slice(&self.hdr[off..off + take]),
                     Item::Pay => {
-                        gen.fill(self.seed, self.size as usize, self.text, (self.frame_start + self.off) as usize, dst);
+                        let (size, text) = (self.plan.size as usize, self.plan.text);
+                        gen.fill(self.seed, size, text, (self.frame_start + self.off) as usize, dst);
                         apply_mask(dst, self.mask, off);
                     }
                     Item::Ping | Item::Close => {
@@ -366,6 +433,10 @@ struct Rx {
     /// Control payload bytes received so far.
     ctl_off: u8,
     close_code: [u8; 2],
+    /// The current message's draws, replayed to know the shape of each frame sent.
+    replay: Plan,
+    /// Which sent frame the next echoed frame must match.
+    fid: Fidelity,
 }
 
 pub struct SoakConn {
@@ -418,7 +489,16 @@ impl SoakConn {
             msg_started: 0,
             rng,
             tx: Tx::idle(),
-            rx: Rx { frame_op: 0, frame_fin: false, in_msg: false, msg_off: 0, ctl_off: 0, close_code: [0; 2] },
+            rx: Rx {
+                frame_op: 0,
+                frame_fin: false,
+                in_msg: false,
+                msg_off: 0,
+                ctl_off: 0,
+                close_code: [0; 2],
+                replay: Tx::idle().plan,
+                fid: Fidelity::default(),
+            },
             pings: [(0, 0); PING_RING],
             ping_head: 0,
             ping_len: 0,
@@ -447,19 +527,13 @@ impl SoakConn {
         } as u32;
         let text = (r >> 8) & 1 == 1;
         let nfrags = 1 + ((r >> 16) % ctx.cfg.max_fragments as u64) as u16;
-        let mut tx = Tx::idle();
-        tx.rng = Rng::new(self.rng.next_u64());
-        tx.seed = self.rng.next_u64();
-        tx.size = size;
-        tx.text = text;
-        tx.nfrags = nfrags;
-        tx.pings_left = PINGS_PER_MSG;
+        let mut tx = Tx::new(Plan::new(Rng::new(self.rng.next_u64()), size, text, nfrags), self.rng.next_u64());
         let d = self.rng.next_u64();
         if ((d >> 11) as f64 / (1u64 << 53) as f64) < ctx.cfg.disconnect_prob {
             let where_ = self.rng.next_u64();
             match d % 4 {
                 0 | 1 => {
-                    tx.close_at = (where_ % u64::from(nfrags)) as u16;
+                    tx.plan.close_at = (where_ % u64::from(nfrags)) as u16;
                     self.planned_close = true;
                 }
                 k => {
@@ -469,6 +543,8 @@ impl SoakConn {
                 }
             }
         }
+        // The receiver replays the draws from here to know each frame sent.
+        self.rx.replay = tx.plan;
         let mut ev = TxEvents::default();
         tx.boundary(&ctx.m.params, &mut ev);
         self.tx = tx;
@@ -507,22 +583,47 @@ impl SoakConn {
                 "wsbench: echo mismatch on connection #{} (connection {} of this index, message of {} B {}, {} fragments): {what}",
                 self.index,
                 self.incarnation + 1,
-                self.tx.size,
-                if self.tx.text { "text" } else { "binary" },
-                self.tx.nfrags
+                self.tx.plan.size,
+                if self.tx.plan.text { "text" } else { "binary" },
+                self.tx.plan.nfrags
             );
         }
         End::Reconnect
     }
 
+    /// Checks an echoed data frame's header against the frame sent (replaying the message's
+    /// draws); a fidelity error is counted at once, once per message, and described for the
+    /// first few. The bytes still agree, so the connection goes on.
+    fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
+        let (replay, ping_p) = (&mut self.rx.replay, ctx.m.params.ping_p);
+        if let Err(what) = self.rx.fid.check(h, self.tx.plan.text, |_| replay.next_shape(ping_p)) {
+            ctx.stats.fidelity_errors += 1;
+            if ctx.mismatch_logs < 5 {
+                ctx.mismatch_logs += 1;
+                eprintln!(
+                    "wsbench: frame fidelity error on connection #{} (message of {} B {}, {} fragments): {what}",
+                    self.index,
+                    self.tx.plan.size,
+                    if self.tx.plan.text { "text" } else { "binary" },
+                    self.tx.plan.nfrags
+                );
+            }
+        }
+    }
+
     fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
         let start = self.rx.msg_off as usize;
         let exp = &mut ctx.m.vbuf[..chunk.len()];
-        ctx.m.gen.fill(self.tx.seed, self.tx.size as usize, self.tx.text, start, exp);
+        ctx.m.gen.fill(self.tx.seed, self.tx.plan.size as usize, self.tx.plan.text, start, exp);
         if *exp != *chunk {
             let k = exp.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
-            let what =
-                format!("byte {} of {}: expected 0x{:02x}, got 0x{:02x}", start + k, self.tx.size, exp[k], chunk[k]);
+            let what = format!(
+                "byte {} of {}: expected 0x{:02x}, got 0x{:02x}",
+                start + k,
+                self.tx.plan.size,
+                exp[k],
+                chunk[k]
+            );
             return Err(self.mismatch(ctx, &what));
         }
         self.rx.msg_off += chunk.len() as u32;
@@ -558,8 +659,8 @@ impl SoakConn {
 
     fn end_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         self.rx.in_msg = false;
-        if self.rx.msg_off != self.tx.size {
-            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.size);
+        if self.rx.msg_off != self.tx.plan.size {
+            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.plan.size);
             return Err(self.mismatch(ctx, &what));
         }
         if !self.tx.all_sent() {
@@ -570,10 +671,14 @@ impl SoakConn {
             return Err(self.mismatch(ctx, &what));
         }
         self.awaiting = false;
-        let size = u64::from(self.tx.size);
-        ctx.msgs_total += 1;
-        ctx.bytes_total += size;
-        if ctx.counting {
+        let size = u64::from(self.tx.plan.size);
+        // A fidelity error (counted when found) fails the message: it is not counted as echoed.
+        let good = !self.rx.fid.is_bad();
+        if good {
+            ctx.msgs_total += 1;
+            ctx.bytes_total += size;
+        }
+        if good && ctx.counting {
             ctx.stats.msgs += 1;
             ctx.stats.bytes += size;
             ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.msg_started).max(1));
@@ -682,23 +787,25 @@ impl<'a> Session<'a> for SoakConn {
 
     fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), End> {
         match h.opcode {
-            wire::OP_TEXT | wire::OP_BINARY => {
-                if self.rx.in_msg {
-                    return Err(self.protocol_error(ctx, "new message inside a fragmented one"));
+            wire::OP_TEXT | wire::OP_BINARY | wire::OP_CONTINUATION => {
+                match frag::classify(h.opcode, self.rx.in_msg) {
+                    Err(e) => return Err(self.protocol_error(ctx, e)),
+                    Ok(Data::First) => {
+                        if !self.awaiting {
+                            return Err(self.mismatch(ctx, "a message arrived with none in flight"));
+                        }
+                        let want = self.tx.plan.opcode();
+                        if h.opcode != want {
+                            return Err(self.mismatch(ctx, &format!("opcode {} instead of {want}", h.opcode)));
+                        }
+                        self.rx.in_msg = true;
+                        self.rx.msg_off = 0;
+                        self.rx.fid.start_message();
+                    }
+                    Ok(Data::Continuation) => {}
                 }
-                if !self.awaiting {
-                    return Err(self.mismatch(ctx, "a message arrived with none in flight"));
-                }
-                let want = if self.tx.text { wire::OP_TEXT } else { wire::OP_BINARY };
-                if h.opcode != want {
-                    return Err(self.mismatch(ctx, &format!("opcode {} instead of {want}", h.opcode)));
-                }
-                self.rx.in_msg = true;
-                self.rx.msg_off = 0;
-            }
-            wire::OP_CONTINUATION => {
-                if !self.rx.in_msg {
-                    return Err(self.protocol_error(ctx, "continuation without a message"));
+                if ctx.cfg.fidelity {
+                    self.check_frame(ctx, h);
                 }
             }
             _ => {
@@ -714,10 +821,10 @@ impl<'a> Session<'a> for SoakConn {
                 }
             }
         }
-        if h.opcode & 0x8 == 0 && u64::from(self.rx.msg_off) + h.len > u64::from(self.tx.size) {
+        if h.opcode & 0x8 == 0 && u64::from(self.rx.msg_off) + h.len > u64::from(self.tx.plan.size) {
             let what = format!(
                 "echo frame of {} bytes at offset {} goes past the {} sent",
-                h.len, self.rx.msg_off, self.tx.size
+                h.len, self.rx.msg_off, self.tx.plan.size
             );
             return Err(self.mismatch(ctx, &what));
         }
@@ -874,13 +981,9 @@ mod tests {
     fn drive(size: u32, text: bool, nfrags: u16, ping_p: u32, step: usize, seed: u64) -> (Vec<u8>, usize, usize) {
         let gen = Gen::new();
         let p = TxParams { ping_p };
-        let mut tx = Tx::idle();
-        tx.rng = Rng::new(seed);
-        tx.seed = seed ^ 77;
-        tx.size = size;
-        tx.text = text;
-        tx.nfrags = nfrags;
-        tx.pings_left = PINGS_PER_MSG;
+        let mut tx = Tx::new(Plan::new(Rng::new(seed), size, text, nfrags), seed ^ 77);
+        // The receiver's replay of the draws, as `start_message` sets it up.
+        let mut replay = tx.plan;
         let mut ev = TxEvents::default();
         tx.boundary(&p, &mut ev);
         let mut wire_bytes = Vec::new();
@@ -939,11 +1042,14 @@ mod tests {
                     seen_frames += 1;
                     assert_eq!(b0 & 0x80 != 0, seen_frames == nfrags as usize, "FIN only on the last");
                     msg.extend_from_slice(&payload);
+                    let sent = Shape { fin: b0 & 0x80 != 0, opcode: op, len: len as u64 };
+                    assert_eq!(replay.next_shape(ping_p), Some(sent), "the replay knows frame {seen_frames}");
                 }
             }
             i += hl + 4 + len;
         }
         assert_eq!(seen_frames, frames);
+        assert_eq!(replay.next_shape(ping_p), None);
         assert_eq!(seen_pings, pings);
         (msg, frames, pings)
     }

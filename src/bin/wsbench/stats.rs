@@ -61,6 +61,9 @@ pub struct Stats {
     /// Echoed messages that differ from what was sent (content, length, type), or echoes for
     /// which nothing was in flight.
     pub mismatches: u64,
+    /// Echoed messages with a frame that differs from the frame sent (FIN, opcode, payload
+    /// length; see `frag`), at most one per message.
+    pub fidelity_errors: u64,
     /// Upgraded connections that ended before we closed them, by reason.
     pub lost: BTreeMap<String, u64>,
     /// Rate mode: scheduled messages dropped because the backlog was full.
@@ -109,6 +112,7 @@ impl Default for Stats {
             clean_closes: 0,
             close_timeouts: 0,
             mismatches: 0,
+            fidelity_errors: 0,
             lost: BTreeMap::new(),
             overruns: 0,
             backlog_peak: 0,
@@ -207,6 +211,7 @@ impl Stats {
         self.clean_closes += o.clean_closes;
         self.close_timeouts += o.close_timeouts;
         self.mismatches += o.mismatches;
+        self.fidelity_errors += o.fidelity_errors;
         for (k, v) in &o.lost {
             bump(&mut self.lost, k, *v);
         }
@@ -227,6 +232,7 @@ impl Stats {
     /// The failure conditions that make the exit status 1.
     pub fn failed(&self) -> bool {
         self.mismatches > 0
+            || self.fidelity_errors > 0
             || self.total_lost() > 0
             || self.total_handshake_failures() > 0
             || self.total_connect_failures() > 0
@@ -252,6 +258,7 @@ impl Stats {
         s(out, "clean_closes", self.clean_closes);
         s(out, "close_timeouts", self.close_timeouts);
         s(out, "mismatches", self.mismatches);
+        s(out, "fidelity_errors", self.fidelity_errors);
         s(out, "overruns", self.overruns);
         s(out, "backlog_peak", self.backlog_peak);
         s(out, "fragments", self.fragments);
@@ -305,6 +312,7 @@ impl Stats {
             "clean_closes" => self.clean_closes = num(a)?,
             "close_timeouts" => self.close_timeouts = num(a)?,
             "mismatches" => self.mismatches = num(a)?,
+            "fidelity_errors" => self.fidelity_errors = num(a)?,
             "overruns" => self.overruns = num(a)?,
             "backlog_peak" => self.backlog_peak = num(a)?,
             "fragments" => self.fragments = num(a)?,
@@ -487,6 +495,14 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
     );
     row(&mut o, "clean closes", format!("{} (close timeouts {})", s.clean_closes, s.close_timeouts));
     row(&mut o, "echo mismatches", s.mismatches.to_string());
+    if cfg.mode != Mode::Idle {
+        let what = if cfg.fidelity {
+            format!("{}  (echoed frames unlike the frames sent: FIN, opcode, length)", s.fidelity_errors)
+        } else {
+            "not checked (--no-fidelity)".to_string()
+        };
+        row(&mut o, "fidelity errors", what);
+    }
     row(&mut o, "lost connections", format!("{}{}", s.total_lost(), fmt_map(&s.lost)));
     if cfg.mode == Mode::Rate {
         row(&mut o, "rate backlog", format!("peak {} waiting, {} dropped", s.backlog_peak, s.overruns));
@@ -557,6 +573,7 @@ pub fn json(cfg: &Config, s: &Stats) -> String {
     f("active", cfg.active.to_string());
     f("size", cfg.size.to_string());
     f("text", cfg.text.to_string());
+    f("fragments_per_message", cfg.fragments.to_string());
     f("pipeline", cfg.pipeline.to_string());
     f("rate", jf(cfg.rate));
     f("processes", cfg.processes.to_string());
@@ -583,6 +600,8 @@ pub fn json(cfg: &Config, s: &Stats) -> String {
     f("clean_closes", s.clean_closes.to_string());
     f("close_timeouts", s.close_timeouts.to_string());
     f("echo_mismatches", s.mismatches.to_string());
+    f("fidelity", cfg.fidelity.to_string());
+    f("fidelity_errors", s.fidelity_errors.to_string());
     f("lost_connections", s.total_lost().to_string());
     f("lost_by_reason", jmap(&s.lost));
     f("rate_backlog_peak", s.backlog_peak.to_string());
@@ -622,6 +641,7 @@ mod tests {
         s.server_close(1011);
         s.lost_connection("server close");
         s.mismatches = 3;
+        s.fidelity_errors = 4;
         s
     }
 
@@ -640,7 +660,7 @@ mod tests {
         assert_eq!(d.latency.max(), s.latency.max());
         assert_eq!(d.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.5));
         assert_eq!(d.handshake.len(), 1);
-        assert_eq!((d.msgs, d.bytes, d.upgraded, d.mismatches), (5, 100, 9, 3));
+        assert_eq!((d.msgs, d.bytes, d.upgraded, d.mismatches, d.fidelity_errors), (5, 100, 9, 3, 4));
         assert_eq!(d.msg_rate, 2.5);
         assert_eq!(d.closes_by_code.get(&1011), Some(&2));
         assert_eq!(d.handshake_failures.get("status 400"), Some(&1));
@@ -658,6 +678,7 @@ mod tests {
         assert_eq!(a.window_ns, 2_000_000_000);
         assert!(a.failed());
         assert!(!Stats::default().failed());
+        assert!(Stats { fidelity_errors: 1, ..Stats::default() }.failed());
     }
 
     #[test]
@@ -671,8 +692,10 @@ mod tests {
         assert!(j.contains("\"url\": \"ws://127.0.0.1:1/\\\"x\""));
         assert!(j.contains("\"closes_by_code\": {\"1011\": 2}"));
         assert!(j.contains("\"echo_mismatches\": 3,"));
+        assert!(j.contains("\"fidelity_errors\": 4,"));
         assert!(j.contains("\"p99_9\": "));
         let t = table(&cfg, &sample());
         assert!(t.contains("closes by code         2  (1011: 2)"), "{t}");
+        assert!(t.contains("fidelity errors        4  "), "{t}");
     }
 }

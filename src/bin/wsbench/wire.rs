@@ -1,11 +1,12 @@
 //! The WebSocket wire format as a load client needs it: the upgrade request and the check of the
-//! 101 response (RFC 6455 §4.1), the header of a server frame (§5.2), and the precomputed, masked
-//! frames that connections send.
+//! 101 response (RFC 6455 §4.1), the header of a server frame (§5.2), masked client frame headers
+//! and control frames, and the harness's seedable PRNG ([`Rng`]).
 //!
 //! This is deliberately an independent implementation, not `wsecho::frame`/`wsecho::handshake`:
 //! a harness that shares the server's codec cannot catch a bug in it (both sides would agree on
-//! the wrong bytes). It owns no sockets and no connection state (see `client`); nothing here
-//! allocates except [`Workload::new`], once per process.
+//! the wrong bytes). It owns no sockets and no connection state (see `client`), no fragmentation
+//! rules (see `frag`) and no prepared messages (see `workload`); nothing here allocates except
+//! building the upgrade request into a caller's buffer.
 
 use base64::Engine as _;
 use sha1::Digest as _;
@@ -294,81 +295,6 @@ impl Rng {
     }
 }
 
-/// One payload and `pipeline` copies of its masked frame back to back, so that any number of
-/// queued messages (up to `pipeline`) is one contiguous slice for a single `write`.
-pub struct Variant {
-    /// The payload every echo is compared against.
-    pub payload: Box<[u8]>,
-    /// `pipeline` copies of header + masked payload.
-    pub frames: Box<[u8]>,
-}
-
-/// The messages of one run, built once per process and shared read-only by every event loop.
-///
-/// Connections use [`Variant`]s round robin (up to 8, fewer for large messages), so neighbouring
-/// connections send different bytes and a server that mixes up its connections' buffers is caught.
-pub struct Workload {
-    pub variants: Vec<Variant>,
-    /// Header + payload of one frame.
-    pub frame_len: usize,
-    /// Opcode of the messages (text or binary).
-    pub opcode: u8,
-    /// Payload length.
-    pub size: usize,
-    /// Our close frame (code 1000), masked.
-    pub close_frame: [u8; 8],
-}
-
-impl Workload {
-    /// Builds the variants. `pipeline` is the number of frame copies per variant; 0 (idle) builds
-    /// no frames.
-    pub fn new(size: usize, text: bool, pipeline: usize, rng: &mut Rng) -> Workload {
-        let opcode = if text { OP_TEXT } else { OP_BINARY };
-        let mut hdr = [0u8; MAX_HEADER];
-        let hlen = encode_masked_header(opcode, size as u64, [0; 4], &mut hdr);
-        let frame_len = hlen + size;
-        // Keep payloads + frames of all variants under ~64 MiB.
-        let per_variant = frame_len.saturating_mul(pipeline).saturating_add(size).max(1);
-        let nvar = ((64usize << 20) / per_variant).clamp(1, 8);
-        let mut variants = Vec::with_capacity(nvar);
-        for _ in 0..nvar {
-            let mut payload = vec![0u8; size].into_boxed_slice();
-            let mut i = 0;
-            while i < size {
-                let r = rng.next_u64().to_le_bytes();
-                for &b in r.iter() {
-                    if i == size {
-                        break;
-                    }
-                    // Text: printable ASCII (valid UTF-8); binary: every byte value.
-                    payload[i] = if text { b' ' + (b % 95) } else { b };
-                    i += 1;
-                }
-            }
-            let mask = (rng.next_u64() as u32).to_le_bytes();
-            let mut frames = vec![0u8; frame_len * pipeline].into_boxed_slice();
-            if pipeline > 0 {
-                let hl = encode_masked_header(opcode, size as u64, mask, &mut hdr);
-                let first = &mut frames[..frame_len];
-                first[..hl].copy_from_slice(&hdr[..hl]);
-                first[hl..].copy_from_slice(&payload);
-                mask_bytes(&mut first[hl..], mask);
-                for k in 1..pipeline {
-                    let (a, b) = frames.split_at_mut(k * frame_len);
-                    b[..frame_len].copy_from_slice(&a[..frame_len]);
-                }
-            }
-            variants.push(Variant { payload, frames });
-        }
-        let mut close = [0u8; 131];
-        let mask = (rng.next_u64() as u32).to_le_bytes();
-        let n = masked_control_frame(OP_CLOSE, &1000u16.to_be_bytes(), mask, &mut close);
-        let mut close_frame = [0u8; 8];
-        close_frame.copy_from_slice(&close[..n]);
-        Workload { variants, frame_len, opcode, size, close_frame }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,45 +339,5 @@ mod tests {
         let e400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(check_response(e400, &key), Err(HandshakeError::Status(400)));
         assert_eq!(check_response(b"garbage\r\n\r\n", &key), Err(HandshakeError::Malformed));
-    }
-
-    #[test]
-    fn variants_differ() {
-        let w = Workload::new(20, false, 1, &mut Rng::new(1));
-        assert_eq!(w.variants.len(), 8);
-        for i in 0..8 {
-            for j in i + 1..8 {
-                assert_ne!(w.variants[i].payload, w.variants[j].payload, "{i} {j}");
-            }
-        }
-        // 16 MiB, one in flight: payload + frame per variant, within the 64 MiB budget.
-        let w = Workload::new(16 << 20, false, 1, &mut Rng::new(1));
-        assert_eq!(w.variants.len(), 1);
-    }
-
-    #[test]
-    fn workload_frames_unmask_to_payload() {
-        let mut rng = Rng::new(7);
-        for (size, text) in [(0usize, false), (20, true), (1000, false), (70000, false)] {
-            let w = Workload::new(size, text, 3, &mut rng);
-            assert!(!w.variants.is_empty());
-            for v in &w.variants {
-                assert_eq!(v.frames.len(), 3 * w.frame_len);
-                for k in 0..3 {
-                    let f = &v.frames[k * w.frame_len..(k + 1) * w.frame_len];
-                    let mut h = [0u8; MAX_HEADER];
-                    h[..f.len().min(MAX_HEADER)].copy_from_slice(&f[..f.len().min(MAX_HEADER)]);
-                    let masked_hl = w.frame_len - size;
-                    let mask = [f[masked_hl - 4], f[masked_hl - 3], f[masked_hl - 2], f[masked_hl - 1]];
-                    let mut p = f[masked_hl..].to_vec();
-                    mask_bytes(&mut p, mask);
-                    assert_eq!(&p[..], &v.payload[..]);
-                    assert_eq!(f[0], 0x80 | w.opcode);
-                }
-                if text {
-                    assert!(std::str::from_utf8(&v.payload).is_ok());
-                }
-            }
-        }
     }
 }

@@ -25,7 +25,8 @@ use crate::mioloop::{self, TIMER};
 use crate::net::Plan;
 use crate::stats::Stats;
 use crate::transport::Session;
-use crate::wire::{self, Rng, Workload};
+use crate::wire::{self, Rng};
+use crate::workload::Workload;
 
 /// Scheduled messages that may wait for a connection with room before new ones are dropped.
 const BACKLOG_CAP: usize = 1 << 20;
@@ -140,7 +141,7 @@ pub struct Live {
     pub failed: AtomicU64,
     pub msgs: AtomicU64,
     pub bytes: AtomicU64,
-    /// Echo mismatches + lost connections.
+    /// Echo mismatches + fidelity errors + lost connections.
     pub errors: AtomicU64,
     pub phase: AtomicU8,
     /// Ramp-up over (every connection upgraded, failed or given up).
