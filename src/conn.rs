@@ -2,19 +2,27 @@
 //!
 //! Owns a connection's protocol state: its phase (handshake, open, closing, lingering), the frame
 //! decoder state that must survive between reads (bytes left in the current frame, the rotated
-//! masking key, the message in progress, its length and an incomplete UTF-8 code point), and the
-//! buffers it borrows from the pools only while it has something to carry: a partial request head,
-//! a partial frame header or control frame, output the socket did not take. An idle open
-//! connection holds no buffer at all.
+//! masking key, how the frame is being echoed, the message in progress, its length and an
+//! incomplete UTF-8 code point), and the buffers it borrows from the pools only while it has
+//! something to carry: a partial request head, a partial frame header or control frame, a text
+//! frame cut by a read, output the socket did not take. An idle open connection holds no buffer.
 //!
 //! Reads go into the reactor's single shared read buffer ([`Shared::rbuf`]) after
-//! [`PAD`] bytes of headroom, where a carried partial frame is copied back in front of the new
+//! [`PAD`] bytes of headroom, where a carried partial header is copied back in front of the new
 //! bytes so the decoder always sees contiguous input. Payloads are unmasked in place, validated,
 //! and copied with their new headers into the shared staging buffer ([`Shared::out`]), which is
 //! written to the socket once per read; only what the socket refuses is copied into the
-//! connection's pooled output buffer. Echoes mirror the input frames; a frame that arrives over
-//! several reads is echoed as several fragments of the same message (an intermediary may do the
-//! same, RFC 6455 §5.4), which is what lets a 16 MiB message stream through without being held.
+//! connection's pooled output buffer.
+//!
+//! The echo contract is frame for frame: every data frame comes back as one frame with the same
+//! FIN, opcode and payload length, however TCP cut it ([`Echo`] says how). A binary frame's echo
+//! header goes out as soon as its header is read and its payload streams after it, so binary
+//! frames of any size keep their framing in O(read) memory. A text frame of at most
+//! [`FRAME_BOUND`] bytes that a read cuts is validated as it arrives and held in a pooled buffer
+//! until it is complete (so invalid UTF-8 fails with 1007 before any of it is echoed). Only a text
+//! frame above [`FRAME_BOUND`] that a read cuts is echoed as several fragments of its message
+//! (RFC 6455 §5.4 lets an intermediary do so), which is what lets a 16 MiB text message stream
+//! through without being held.
 //!
 //! Architecture invariant: this module never touches `Poll`, the slab or timers. It reports what
 //! it wants through [`Next`] and [`Connection::timer_kind`]; the reactor acts on it.
@@ -69,6 +77,16 @@ pub const CARRY_SIZE: usize = PAD;
 /// frame). Reads are sized so that the output buffer can always take it.
 pub const OUT_SLACK: usize = 512;
 
+/// Longest text frame echoed as exactly one frame however reads cut it (binary frames keep their
+/// framing at any length). 64 KiB: the largest frame most clients and load generators send as one
+/// unit, and what one pooled hold buffer per connection may cost while a frame is half received.
+pub const FRAME_BOUND: usize = 64 << 10;
+
+/// Smallest output buffer: a held text frame ([`FRAME_BOUND`]) plus one minimal read and its
+/// slack must fit, so a connection holding a frame can always read on. `--write-buffer` below
+/// this is raised to it.
+pub const MIN_OUT_BUFFER: usize = FRAME_BOUND + MIN_READ + OUT_SLACK;
+
 /// Reads of a full buffer handled per connection per wakeup before moving on to others.
 const READS_PER_WAKEUP: usize = 4;
 
@@ -115,8 +133,11 @@ pub struct Shared {
     pub carry_pool: Pool,
     /// Buffers that carry a partial request head ([`MAX_HEAD`] bytes).
     pub head_pool: Pool,
-    /// Buffers for output the socket did not take (`write_buffer` bytes).
+    /// Buffers for output the socket did not take (`write_buffer` bytes, at least
+    /// [`MIN_OUT_BUFFER`]).
     pub out_pool: Pool,
+    /// Buffers that hold a text frame cut by a read ([`FRAME_BOUND`] bytes).
+    pub frame_pool: Pool,
     /// This reactor's counters.
     pub metrics: Metrics,
     /// Longest message.
@@ -140,11 +161,12 @@ impl Shared {
     pub fn new(read_size: usize, write_buffer: usize, max_message: u64) -> Shared {
         Shared {
             rbuf: vec![0u8; PAD + read_size.max(MAX_HEAD)].into_boxed_slice(),
-            out: Vec::with_capacity(read_size.max(MAX_HEAD) + OUT_SLACK + handshake::MAX_RESPONSE),
+            out: Vec::with_capacity(read_size.max(MAX_HEAD) + FRAME_BOUND + OUT_SLACK + handshake::MAX_RESPONSE),
             body: Vec::new(),
             carry_pool: Pool::new(CARRY_SIZE, 4096),
             head_pool: Pool::new(MAX_HEAD, 256),
-            out_pool: Pool::new(write_buffer, 256),
+            out_pool: Pool::new(write_buffer.max(MIN_OUT_BUFFER), 256),
+            frame_pool: Pool::new(FRAME_BOUND, 64),
             metrics: Metrics::default(),
             max_message,
             read_size,
@@ -161,7 +183,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct Connection<S: Socket = TcpStream> {
     stream: S,
-    /// Carried input: a partial request head (handshake) or a partial frame (open).
+    /// Carried input: a partial request head (handshake), a partial frame header or control
+    /// frame (open, between frames), or a held text frame ([`Echo::Hold`], inside a frame).
     inbuf: Option<Box<[u8]>>,
     /// Output the socket has not taken: `outbuf[out_start..out_end]`.
     outbuf: Option<Box<[u8]>>,
@@ -169,13 +192,17 @@ pub struct Connection<S: Socket = TcpStream> {
     out_end: u32,
     in_len: u16,
     phase: Phase,
+    /// How the data frame being read is echoed (meaningful while `in_frame`).
+    echo: Echo,
+    /// A server-initiated close (shutdown) waits for the streamed frame's echo to complete.
+    close_deferred: bool,
     /// Inside a data frame's payload.
     in_frame: bool,
     /// FIN of the data frame being read.
     frame_fin: bool,
     /// Opcode of the message in progress (Text or Binary), or Continuation when none.
     msg: OpCode,
-    /// A fragment of the current message has been echoed (later ones are continuations).
+    /// A frame of the current message has been (or is being) echoed: later ones are continuations.
     out_started: bool,
     /// Reading stopped until output drains.
     paused: bool,
@@ -220,6 +247,8 @@ impl<S: Socket> Connection<S> {
             out_end: 0,
             in_len: 0,
             phase: Phase::Handshake,
+            echo: Echo::Stream,
+            close_deferred: false,
             in_frame: false,
             frame_fin: false,
             msg: OpCode::Continuation,
@@ -264,13 +293,7 @@ impl<S: Socket> Connection<S> {
 
     /// Returns the pooled buffers before the connection is dropped.
     pub fn release(&mut self, sh: &mut Shared) {
-        if let Some(b) = self.inbuf.take() {
-            if b.len() == MAX_HEAD {
-                sh.head_pool.put(b);
-            } else {
-                sh.carry_pool.put(b);
-            }
-        }
+        self.drop_inbuf(sh);
         if let Some(b) = self.outbuf.take() {
             sh.out_pool.put(b);
         }
@@ -282,6 +305,11 @@ impl<S: Socket> Connection<S> {
     /// Starts a server-initiated close (shutdown: 1001; idle: 1001). Does nothing unless open.
     pub fn start_close(&mut self, sh: &mut Shared, code: CloseCode, reason: &str) -> Next {
         match self.phase {
+            Phase::Open if self.streaming_out() => {
+                // The echo of a frame is half out: a close frame now would land inside its payload.
+                self.close_deferred = true;
+                Next::Keep
+            }
             Phase::Open => {
                 self.queue_close(sh, code, reason);
                 self.flush_staged(sh)
@@ -299,11 +327,17 @@ impl<S: Socket> Connection<S> {
         let quiet = sh.now_ms.saturating_sub(self.last_rx);
         if sh.idle_ms.is_some_and(|t| quiet >= t) {
             sh.metrics.timeouts[2] += 1;
+            if self.streaming_out() {
+                // Silent in the middle of a frame whose echo is half out: no close frame can be
+                // sent without breaking that frame, so the connection is dropped.
+                debug!("idle timeout after {quiet} ms inside a frame: dropping the connection");
+                return Next::Close;
+            }
             debug!("idle timeout after {quiet} ms");
             return self.start_close(sh, CloseCode::GOING_AWAY, "idle timeout");
         }
         if let Some(p) = sh.ping_ms {
-            if quiet >= p && sh.now_ms.saturating_sub(self.last_ping) >= p {
+            if quiet >= p && !self.streaming_out() && sh.now_ms.saturating_sub(self.last_ping) >= p {
                 self.last_ping = sh.now_ms;
                 sh.metrics.pings += 1;
                 sh.out.extend_from_slice(&[0x89, 0x00]);
@@ -360,6 +394,25 @@ impl<S: Socket> Connection<S> {
     /// Whether reading is paused for backpressure.
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// The echo of the frame being read is partly written: nothing else may be staged until the
+    /// rest of its payload arrives.
+    #[inline]
+    fn streaming_out(&self) -> bool {
+        self.in_frame && self.echo == Echo::Stream
+    }
+
+    /// Returns the carried input buffer, whichever kind it is, to its pool.
+    fn drop_inbuf(&mut self, sh: &mut Shared) {
+        if let Some(b) = self.inbuf.take() {
+            match b.len() {
+                MAX_HEAD => sh.head_pool.put(b),
+                CARRY_SIZE => sh.carry_pool.put(b),
+                _ => sh.frame_pool.put(b),
+            }
+        }
+        self.in_len = 0;
     }
 
     // ----- reading -----
@@ -503,16 +556,15 @@ impl<S: Socket> Connection<S> {
         let n = handshake::write_reject(e, &mut sh.out[start..]);
         sh.out.truncate(start + n);
         self.phase = Phase::Closing;
-        if let Some(hb) = self.inbuf.take() {
-            sh.head_pool.put(hb);
-            self.in_len = 0;
-        }
+        self.drop_inbuf(sh);
     }
 
-    /// Bytes this connection may read now without its output exceeding the write buffer.
+    /// Bytes this connection may read now without its output exceeding the write buffer. A held
+    /// text frame counts as output already: it goes out whole when its last byte arrives.
     #[inline]
     fn read_budget(&self, sh: &Shared) -> usize {
-        let room = sh.out_pool.buf_size().saturating_sub(self.pending_out() + OUT_SLACK);
+        let held = self.in_len as usize;
+        let room = sh.out_pool.buf_size().saturating_sub(self.pending_out() + OUT_SLACK + held);
         room.min(sh.read_size)
     }
 
@@ -535,12 +587,15 @@ impl<S: Socket> Connection<S> {
         sh.metrics.bytes_in += n as u64;
         self.last_rx = sh.now_ms;
         let mut start = PAD;
-        if let Some(c) = self.inbuf.take() {
-            let l = self.in_len as usize;
-            sh.rbuf[PAD - l..PAD].copy_from_slice(&c[..l]);
-            sh.carry_pool.put(c);
-            self.in_len = 0;
-            start = PAD - l;
+        if !self.in_frame {
+            // A carried partial header or control frame goes back in front of the new bytes.
+            if let Some(c) = self.inbuf.take() {
+                let l = self.in_len as usize;
+                sh.rbuf[PAD - l..PAD].copy_from_slice(&c[..l]);
+                sh.carry_pool.put(c);
+                self.in_len = 0;
+                start = PAD - l;
+            }
         }
         self.decode(sh, start, PAD + n);
         match self.flush_staged(sh) {
@@ -585,7 +640,7 @@ impl<S: Socket> Connection<S> {
     // ----- frames -----
 
     /// Decodes `sh.rbuf[start..end]`, staging the output in `sh.out`. Leaves a partial header or
-    /// control frame in `inbuf`.
+    /// control frame in `inbuf`, or the received part of a held text frame.
     fn decode(&mut self, sh: &mut Shared, start: usize, end: usize) {
         let mut pos = start;
         while self.phase == Phase::Open {
@@ -594,16 +649,17 @@ impl<S: Socket> Connection<S> {
                     break;
                 }
                 let n = (end - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-                let piece = &mut sh.rbuf[pos..pos + n];
-                self.mask = apply_mask(piece, self.mask);
+                self.mask = apply_mask(&mut sh.rbuf[pos..pos + n], self.mask);
                 self.remaining -= n as u64;
                 pos += n;
                 let done = self.remaining == 0;
+                if let Err(e) = self.frame_piece(sh, pos - n, pos, done) {
+                    self.fail(sh, e);
+                    break;
+                }
                 if done {
                     self.in_frame = false;
-                }
-                if let Err(e) = self.echo_piece(&sh.rbuf[pos - n..pos], done, &mut sh.out, &mut sh.metrics) {
-                    self.fail(sh, e);
+                    self.frame_done(sh);
                 }
                 continue;
             }
@@ -678,57 +734,118 @@ impl<S: Socket> Connection<S> {
             self.frame_fin = h.fin;
             self.mask = mask;
             self.remaining = h.len;
-            if h.len == 0 {
-                if let Err(e) = self.echo_piece(&[], true, &mut sh.out, &mut sh.metrics) {
+            let avail = (end - pos) as u64;
+            if self.msg == OpCode::Binary {
+                // The echo's header now, the payload as it arrives: framing kept at any length.
+                self.echo = Echo::Stream;
+                self.stage_header(&mut sh.out, h.fin, h.len);
+            } else if h.len <= avail {
+                // A whole text frame in this read (the common case): validate, echo in one piece.
+                let l = h.len as usize;
+                apply_mask(&mut sh.rbuf[pos..pos + l], mask);
+                pos += l;
+                self.remaining = 0;
+                if let Err(e) = self.check_text(pos - l..pos, h.fin, &sh.rbuf) {
                     self.fail(sh, e);
+                    break;
                 }
+                self.stage_header(&mut sh.out, h.fin, h.len);
+                sh.out.extend_from_slice(&sh.rbuf[pos - l..pos]);
+                self.frame_done(sh);
+                continue;
+            } else if h.len <= FRAME_BOUND as u64 {
+                // A text frame cut by this read: hold it until its last byte arrives.
+                self.echo = Echo::Hold;
+                self.inbuf = Some(sh.frame_pool.get());
+                self.in_len = 0;
+            } else {
+                self.echo = Echo::Fragment;
+            }
+            if h.len == 0 {
+                self.frame_done(sh);
             } else {
                 self.in_frame = true;
             }
         }
     }
 
-    /// Stages the echo of `piece` (unmasked payload bytes of the current data frame); `frame_done`
-    /// when it ends the frame.
+    /// Echoes (or holds) `sh.rbuf[a..b]`, unmasked payload bytes of the current data frame;
+    /// `done` when they end the frame.
     #[inline]
-    fn echo_piece(
-        &mut self,
-        piece: &[u8],
-        frame_done: bool,
-        out: &mut Vec<u8>,
-        m: &mut Metrics,
-    ) -> Result<(), ProtocolError> {
-        let last = frame_done && self.frame_fin;
-        let (prefix, body) = if self.msg == OpCode::Text {
-            let f = self.utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
-            if last && self.utf8.is_incomplete() {
-                return Err(ProtocolError::InvalidUtf8);
+    fn frame_piece(&mut self, sh: &mut Shared, a: usize, b: usize, done: bool) -> Result<(), ProtocolError> {
+        let last = done && self.frame_fin;
+        match self.echo {
+            Echo::Stream => sh.out.extend_from_slice(&sh.rbuf[a..b]),
+            Echo::Hold => {
+                self.check_text(a..b, last, &sh.rbuf)?;
+                let held = self.in_len as usize;
+                if done {
+                    // The last piece goes out straight from the read buffer, after the held part.
+                    let fin = self.frame_fin;
+                    self.stage_header(&mut sh.out, fin, (held + b - a) as u64);
+                    if let Some(h) = self.inbuf.as_ref() {
+                        sh.out.extend_from_slice(&h[..held]);
+                    }
+                    sh.out.extend_from_slice(&sh.rbuf[a..b]);
+                    self.drop_inbuf(sh);
+                    return Ok(());
+                }
+                // Still short of the frame's length (at most FRAME_BOUND), so `held` fits a u16.
+                let dst = self.inbuf.as_mut().and_then(|h| h.get_mut(held..held + (b - a)));
+                let Some(dst) = dst else {
+                    debug_assert!(false, "held text frame over the bound");
+                    return Err(ProtocolError::MessageTooBig);
+                };
+                dst.copy_from_slice(&sh.rbuf[a..b]);
+                self.in_len = (held + b - a) as u16;
             }
-            let mut p = [0u8; 4];
-            p[..f.prefix_len as usize].copy_from_slice(&f.prefix[..f.prefix_len as usize]);
-            ((p, f.prefix_len as usize), &piece[f.body])
-        } else {
-            (([0u8; 4], 0), piece)
-        };
-        let len = prefix.1 + body.len();
-        if len == 0 && !last {
-            return Ok(());
-        }
-        let op = if self.out_started { OpCode::Continuation } else { self.msg };
-        let mut hb = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(last, op, None, len as u64, &mut hb);
-        out.extend_from_slice(&hb[..n]);
-        out.extend_from_slice(&prefix.0[..prefix.1]);
-        out.extend_from_slice(body);
-        if last {
-            self.msg = OpCode::Continuation;
-            self.out_started = false;
-            m.messages_in += 1;
-            m.messages_out += 1;
-        } else {
-            self.out_started = true;
+            Echo::Fragment => {
+                self.check_text(a..b, last, &sh.rbuf)?;
+                let op = if self.out_started { OpCode::Continuation } else { self.msg };
+                let mut hb = [0u8; MAX_HEADER_LEN];
+                let n = encode_header(last, op, None, (b - a) as u64, &mut hb);
+                sh.out.extend_from_slice(&hb[..n]);
+                sh.out.extend_from_slice(&sh.rbuf[a..b]);
+                self.out_started = true;
+            }
         }
         Ok(())
+    }
+
+    /// Validates `buf[r]` as the next piece of the text message; `last` when it ends the message.
+    #[inline]
+    fn check_text(&mut self, r: core::ops::Range<usize>, last: bool, buf: &[u8]) -> Result<(), ProtocolError> {
+        self.utf8.feed(&buf[r]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        if last && self.utf8.is_incomplete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(())
+    }
+
+    /// Stages the echo header of the current frame (the message's opcode on its first frame,
+    /// continuation after).
+    #[inline]
+    fn stage_header(&mut self, out: &mut Vec<u8>, fin: bool, len: u64) {
+        let op = if self.out_started { OpCode::Continuation } else { self.msg };
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(fin, op, None, len, &mut hb);
+        out.extend_from_slice(&hb[..n]);
+        self.out_started = true;
+    }
+
+    /// The current data frame has been read and echoed.
+    #[inline]
+    fn frame_done(&mut self, sh: &mut Shared) {
+        if self.frame_fin {
+            self.msg = OpCode::Continuation;
+            self.out_started = false;
+            sh.metrics.messages_in += 1;
+            sh.metrics.messages_out += 1;
+        }
+        if self.close_deferred {
+            self.close_deferred = false;
+            self.queue_close(sh, CloseCode::GOING_AWAY, "server shutting down");
+        }
     }
 
     /// Keeps `rbuf[pos..end]` (a partial header or control frame, at most [`CARRY_SIZE`] bytes).
@@ -757,10 +874,8 @@ impl<S: Socket> Connection<S> {
         sh.metrics.close_sent(code.0);
         self.phase = Phase::Closing;
         self.in_frame = false;
-        if let Some(c) = self.inbuf.take() {
-            sh.carry_pool.put(c);
-            self.in_len = 0;
-        }
+        self.close_deferred = false;
+        self.drop_inbuf(sh);
     }
 
     // ----- writing -----
@@ -853,6 +968,20 @@ impl<S: Socket> Connection<S> {
     }
 }
 
+/// How the data frame being read is echoed (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Echo {
+    /// Binary: the echo's header (same FIN, opcode, length) is out; the payload follows as it
+    /// arrives.
+    Stream,
+    /// Text of at most [`FRAME_BOUND`] bytes cut by a read: validated as it arrives and held in a
+    /// pooled buffer (`inbuf`), echoed whole when complete.
+    Hold,
+    /// Text above [`FRAME_BOUND`] cut by a read: echoed as fragments at read boundaries.
+    Fragment,
+}
+
 /// Plain (non-upgrade) GET targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plain {
@@ -907,7 +1036,9 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
             }
         }
         assert!(c.is_paused(), "reading must pause");
-        assert!(c.pending_out() <= write_buffer, "pending {} over the bound", c.pending_out());
+        let bound = write_buffer.max(MIN_OUT_BUFFER);
+        assert_eq!(sh.out_pool.buf_size(), bound);
+        assert!(c.pending_out() <= bound, "pending {} over the bound", c.pending_out());
         assert!(c.stream.unread() > 9 << 20, "the rest stays in the socket");
         // The peer reads again: everything is echoed, in order.
         c.stream.set_write_room(usize::MAX);
@@ -924,6 +1055,37 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         let msgs = messages(&out[head..]);
         assert_eq!(msgs.len(), 10_000);
         assert!(msgs.iter().all(|(op, p)| *op == OpCode::Binary && p.len() == 1024 && p.iter().all(|&b| b == 7)));
+    }
+
+    #[test]
+    fn shutdown_inside_a_streamed_frame_waits_for_its_end() {
+        let mut sh = Shared::new(64 << 10, 64 << 10, 16 << 20);
+        let mut c = Connection::new(MemSocket::new(), false);
+        c.stream.push_input(REQ);
+        assert_eq!(c.on_readable(&mut sh), Next::Keep);
+        let mut out = Vec::new();
+        c.stream.drain_output(&mut out);
+        // Half of a 1000-byte binary frame: its echo header and those 500 bytes go out at once.
+        let frame = masked(2, &[5u8; 1000]);
+        let cut = frame.len() - 500;
+        c.stream.push_input(&frame[..cut]);
+        assert_eq!(c.on_readable(&mut sh), Next::Keep);
+        // Neither a close nor a ping may land inside the frame's payload.
+        assert_eq!(c.start_close(&mut sh, CloseCode::GOING_AWAY, "server shutting down"), Next::Keep);
+        sh.ping_ms = Some(0);
+        assert_eq!(c.on_idle_tick(&mut sh), Next::Keep);
+        out.clear();
+        c.stream.drain_output(&mut out);
+        assert_eq!(&out[..4], &[0x82, 126, 0x03, 0xe8]);
+        assert_eq!(out.len(), 4 + 500);
+        // The rest arrives: the frame's echo completes, then the 1001.
+        c.stream.push_input(&frame[cut..]);
+        let _ = c.on_readable(&mut sh);
+        out.clear();
+        c.stream.drain_output(&mut out);
+        assert_eq!(out.len(), 500 + 2 + 2 + "server shutting down".len());
+        assert_eq!(&out[500..504], &[0x88, 22, 0x03, 0xe9]);
+        assert_eq!(c.phase(), Phase::Linger);
     }
 
     /// Reassembles the server's (unmasked) frames into messages.

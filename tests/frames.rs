@@ -8,7 +8,8 @@
 //! length with the top bit set, oversized or fragmented control frames,
 //! continuation/data-frame sequencing), 1009 (messages over
 //! `max_message_size`, single-frame, fragmented, or only announced) and 1007
-//! (invalid UTF-8 in text messages, never echoed from the invalid byte on).
+//! (invalid UTF-8 in text messages; the fragment that makes the text invalid
+//! is never echoed, earlier fragments come back whole).
 //! Messages are compared after reassembly, never by fragment layout.
 
 mod common;
@@ -398,18 +399,24 @@ fn announced_huge_frame_is_1009_without_payload() {
 #[track_caller]
 fn expect_1007(addr: std::net::SocketAddr, parts: &[&[u8]]) {
     let whole = parts.concat();
-    let valid_up_to = match std::str::from_utf8(&whole) {
-        Ok(_) => panic!("test bug: {whole:02x?} is valid UTF-8"),
-        Err(e) => e.valid_up_to(),
-    };
+    assert!(std::str::from_utf8(&whole).is_err(), "test bug: {whole:02x?} is valid UTF-8");
+    // Where the text becomes certainly invalid: the shortest prefix with a definite error (an
+    // incomplete code point is only an error at the end of the message).
+    let certain = (1..=whole.len())
+        .find(|&p| std::str::from_utf8(&whole[..p]).is_err_and(|e| e.error_len().is_some()))
+        .unwrap_or(whole.len() + 1);
     let mut s = handshake(addr);
     s.write_all(&fragments(OP_TEXT, parts).concat()).unwrap();
     let before = expect_close(&mut s, 1007);
-    let echoed: Vec<u8> = before.iter().flat_map(|f| f.payload.clone()).collect();
-    assert!(
-        whole[..valid_up_to].starts_with(&echoed),
-        "invalid text {whole:02x?} (valid up to byte {valid_up_to}): server echoed {echoed:02x?} before closing"
-    );
+    // Frame-exact echo: whole fragments, in order, each ending before the text became invalid;
+    // never the fragment that made it invalid, never the final one.
+    let mut end = 0;
+    for (k, f) in before.iter().enumerate() {
+        assert!(k + 1 < parts.len(), "the final fragment of invalid text {whole:02x?} was echoed: {before:?}");
+        assert_eq!(f.payload, parts[k], "echo of fragment {k} of {whole:02x?}: {before:?}");
+        end += parts[k].len();
+        assert!(end < certain, "fragment {k} of {whole:02x?} reaches the invalid byte {certain} yet was echoed");
+    }
 }
 
 const INVALID_UTF8: [&[u8]; 18] = [
@@ -472,8 +479,9 @@ fn invalid_utf8_with_ping_between_fragments_is_1007() {
     bytes.extend(masked_frame(true, 0, OP_CONT, b"\x82", random_mask()));
     s.write_all(&bytes).unwrap();
     let before = expect_close(&mut s, 1007);
-    let echoed: Vec<u8> = before.iter().filter(|f| f.opcode < 8).flat_map(|f| f.payload.clone()).collect();
-    assert!(b"ok".starts_with(&echoed), "echoed {before:?}");
+    // The first fragment is valid so far and may be echoed, whole (frame-exact); nothing after it.
+    let echoed: Vec<&[u8]> = before.iter().filter(|f| f.opcode < 8).map(|f| &f.payload[..]).collect();
+    assert!(echoed.is_empty() || echoed == [b"ok\xE2"], "echoed {before:?}");
 }
 
 #[test]

@@ -100,9 +100,18 @@ fn reference_helpers() {
     assert_eq!(e.end, checks::End::Open);
     // Unmasked: 1002; a lone 0x80 continuation byte in text: 1007.
     let e = checks::model(&[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'], 1 << 16);
-    assert_eq!(e.end, checks::End::Closed { codes: vec![1002], lenient: false });
+    assert_eq!(e.end, checks::End::Closed { codes: vec![1002] });
     let e = checks::model(&[0x81, 0x81, 0, 0, 0, 0, 0x80], 1 << 16);
-    assert_eq!(e.end, checks::End::Closed { codes: vec![1007], lenient: true });
+    assert_eq!(e.end, checks::End::Closed { codes: vec![1007] });
+    // Frame-exact echo: a fragmented message comes back with its fragment boundaries; of a text
+    // frame cut by the end of input nothing is echoed, of a binary one what has arrived.
+    let e = checks::model(&[0x01, 0x81, 0, 0, 0, 0, b'a', 0x80, 0x82, 0, 0, 0, 0, b'b', b'c'], 1 << 16);
+    assert_eq!(e.events, vec![checks::Ev::Msg(1, b"abc".to_vec())]);
+    assert_eq!(e.frames, vec![(false, 1, 1), (true, 0, 2)]);
+    let e = checks::model(&[0x81, 0x83, 0, 0, 0, 0, b'a', b'b'], 1 << 16);
+    assert_eq!((e.partial, e.open_binary_until), (Some((1, vec![])), None));
+    let e = checks::model(&[0x82, 0x83, 0, 0, 0, 0, b'a', b'b'], 1 << 16);
+    assert_eq!((e.partial, e.open_binary_until), (Some((2, b"ab".to_vec())), Some(9)));
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use sha1::{Digest, Sha1};
 use wsecho::close::CloseCode;
-use wsecho::conn::{Connection, Next, Shared};
+use wsecho::conn::{Connection, Next, Shared, FRAME_BOUND, MIN_OUT_BUFFER};
 use wsecho::frame::{decode_header, encode_header, header_len, FrameHeader, OpCode, ProtocolError, MAX_HEADER_LEN};
 use wsecho::handshake::{
     parse_request, write_accept, write_reject, HandshakeError, Request, Upgrade, MAX_HEAD, MAX_RESPONSE,
@@ -736,27 +736,33 @@ pub enum End {
     /// No close frame: the client stream ended at a frame boundary or inside a frame that is fine
     /// so far.
     Open,
-    /// A close frame with one of these codes. `lenient`: the message in progress failed its UTF-8
-    /// check, so the server may have echoed less of it than the model.
+    /// A close frame with one of these codes.
     Closed {
         /// Acceptable close codes.
         codes: Vec<u16>,
-        /// Whether the partial message may be shorter than the model's.
-        lenient: bool,
     },
     /// The stream ends inside a header that already breaks a rule: a close with one of these codes,
     /// or nothing yet.
     Maybe(Vec<u16>),
 }
 
+/// A data frame as a frame-exact echo sends it back: FIN, opcode, payload length.
+pub type FrameShape = (bool, u8, usize);
+
 /// The model's verdict for a client byte stream (after the upgrade request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expect {
     /// Messages and pongs.
     pub events: Vec<Ev>,
-    /// The message in progress at the end: opcode and the bytes a streaming echo has sent of it
-    /// (text: up to the last complete code point).
+    /// Every data frame echoed whole, in order (frame-exact echo: same FIN, opcode, length).
+    pub frames: Vec<FrameShape>,
+    /// The message in progress at the end: opcode and the bytes a frame-exact echo has sent of it
+    /// (its complete frames; of an incomplete frame, a binary one's bytes so far, streamed behind
+    /// its header, and nothing of a text one, held until complete).
     pub partial: Option<(u8, Vec<u8>)>,
+    /// The stream ends inside the payload of a binary frame whose header is out, which ends at
+    /// this offset: a server-initiated close has to wait for it.
+    pub open_binary_until: Option<usize>,
     /// How the output ends.
     pub end: End,
     /// Index of the frame that failed the connection, if any.
@@ -773,29 +779,47 @@ fn close_code_later(c: u16) -> bool {
     matches!(c, 1012..=1014)
 }
 
-/// What a correct echo server (no extension, `max_message` limit, streaming echo) does with the
-/// client byte stream `s`.
+/// What a correct echo server (no extension, `max_message` limit, frame-exact streaming echo)
+/// does with the client byte stream `s`.
 pub fn model(s: &[u8], max_message: u64) -> Expect {
     let mut events = Vec::new();
+    let mut frames: Vec<FrameShape> = Vec::new();
     let mut pos = 0;
     let mut frame = 0;
     // The message in progress: opcode, received payload, declared length so far, valid UTF-8 prefix.
     let mut msg: Option<(u8, Vec<u8>)> = None;
     let mut declared = 0u64;
     let mut checked = 0usize;
-    let partial = |msg: &Option<(u8, Vec<u8>)>| {
-        msg.as_ref().map(|(op, b)| (*op, if *op == 1 { b[..utf8_state(b).0].to_vec() } else { b.clone() }))
+    // Bytes of the message in complete frames (all of them echoed).
+    let mut done_len = 0usize;
+    // Whether the stream ends inside a binary payload whose echo header is out, and where it ends.
+    let mut open_binary: Option<usize> = None;
+    let partial = |msg: &Option<(u8, Vec<u8>)>, done_len: usize| {
+        msg.as_ref().map(|(op, b)| (*op, if *op == 1 { b[..done_len].to_vec() } else { b.clone() }))
     };
-    let stop = |events: Vec<Ev>, msg: &Option<(u8, Vec<u8>)>, end: End, fail: Option<usize>| Expect {
+    let stop = |events: Vec<Ev>,
+                frames: &[FrameShape],
+                msg: &Option<(u8, Vec<u8>)>,
+                done_len: usize,
+                open_binary: Option<usize>,
+                end: End,
+                fail: Option<usize>| Expect {
         events,
-        partial: partial(msg),
+        frames: frames.to_vec(),
+        partial: partial(msg, done_len),
+        open_binary_until: open_binary,
         end,
         fail_frame: fail,
     };
+    macro_rules! stop {
+        ($end:expr, $fail:expr) => {
+            return stop(events, &frames, &msg, done_len, open_binary, $end, $fail)
+        };
+    }
     loop {
         let rest = &s[pos..];
         if rest.is_empty() {
-            return stop(events, &msg, End::Open, None);
+            stop!(End::Open, None)
         }
         let (rh, bad) = ref_header(rest);
         let b0 = rest[0];
@@ -813,7 +837,7 @@ pub fn model(s: &[u8], max_message: u64) -> Expect {
         let Some(h) = rh else {
             codes.dedup();
             let end = if codes.is_empty() { End::Open } else { End::Maybe(codes) };
-            return stop(events, &msg, end, None);
+            stop!(end, None);
         };
         let base = if op == 0 { declared } else { 0 };
         if !control && base.saturating_add(h.len) > max_message {
@@ -821,13 +845,13 @@ pub fn model(s: &[u8], max_message: u64) -> Expect {
         }
         if !codes.is_empty() {
             codes.dedup();
-            return stop(events, &msg, End::Closed { codes, lenient: false }, Some(frame));
+            stop!(End::Closed { codes }, Some(frame))
         }
         let key = h.key.unwrap_or_default();
         let avail = (rest.len() - h.hlen) as u64;
         if control {
             if avail < h.len {
-                return stop(events, &msg, End::Open, None);
+                stop!(End::Open, None)
             }
             let p: Vec<u8> =
                 rest[h.hlen..h.hlen + h.len as usize].iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
@@ -863,7 +887,7 @@ pub fn model(s: &[u8], max_message: u64) -> Expect {
                             }
                         }
                     };
-                    return stop(events, &msg, End::Closed { codes, lenient: false }, fail);
+                    stop!(End::Closed { codes }, fail)
                 }
                 _ => {} // §5.5.3: an unsolicited pong needs no answer
             }
@@ -879,22 +903,29 @@ pub fn model(s: &[u8], max_message: u64) -> Expect {
             let (valid, definite) = utf8_state(&m.1[checked..]);
             checked += valid;
             if definite {
-                return stop(events, &msg, End::Closed { codes: vec![1007], lenient: true }, Some(frame));
+                // Nothing of this frame was echoed: a text frame is validated before it goes out.
+                stop!(End::Closed { codes: vec![1007] }, Some(frame))
             }
         }
         if (take as u64) < h.len {
-            return stop(events, &msg, End::Open, None);
+            if !text {
+                open_binary = Some(pos + h.hlen + h.len as usize);
+            }
+            stop!(End::Open, None)
         }
         pos += h.hlen + take;
         frame += 1;
+        if h.fin && text && checked < m.1.len() {
+            stop!(End::Closed { codes: vec![1007] }, Some(frame - 1))
+        }
+        frames.push((h.fin, op, take));
+        done_len = m.1.len();
         if h.fin {
-            if text && checked < m.1.len() {
-                return stop(events, &msg, End::Closed { codes: vec![1007], lenient: true }, Some(frame - 1));
-            }
             let (op, b) = msg.take().unwrap_or_default();
             events.push(Ev::Msg(op, b));
             declared = 0;
             checked = 0;
+            done_len = 0;
         }
     }
 }
@@ -906,8 +937,13 @@ pub fn model(s: &[u8], max_message: u64) -> Expect {
 pub struct ServerOut {
     /// Messages and pongs.
     pub events: Vec<Ev>,
-    /// An unfinished message: opcode and payload so far.
+    /// Every complete data frame: FIN, opcode, payload length.
+    pub frames: Vec<FrameShape>,
+    /// An unfinished message: opcode and payload so far (including the payload of a last data
+    /// frame that the output ends inside, as a streamed echo may).
     pub partial: Option<(u8, Vec<u8>)>,
+    /// The output ends inside a data frame's payload.
+    pub truncated: bool,
     /// The close code, if a close frame was sent.
     pub close: Option<u16>,
     /// Pings the server sent (empty, from idle ticks).
@@ -935,11 +971,18 @@ pub fn parse_server_output(out: &[u8], key: &[u8]) -> Result<ServerOut, String> 
         if !h.minimal {
             return Err(format!("non-minimal length encoding of {}", h.len));
         }
-        if ((s.len() - h.hlen) as u64) < h.len {
-            return Err("output ends inside a frame payload".into());
+        let complete = ((s.len() - h.hlen) as u64) >= h.len;
+        if !complete && (h.op >= 8 || r.truncated) {
+            return Err("output ends inside a control frame".into());
         }
-        let p = &s[h.hlen..h.hlen + h.len as usize];
-        s = &s[h.hlen + h.len as usize..];
+        let p = &s[h.hlen..(h.hlen + h.len as usize).min(s.len())];
+        s = &s[h.hlen + p.len()..];
+        if !complete {
+            // A binary frame's echo streamed behind its header; the rest of it never came in.
+            r.truncated = true;
+        } else if h.op < 8 {
+            r.frames.push((h.fin, h.op, p.len()));
+        }
         match h.op {
             0 => {
                 let m = r.partial.as_mut().ok_or("continuation without a message")?;
@@ -976,7 +1019,7 @@ pub fn parse_server_output(out: &[u8], key: &[u8]) -> Result<ServerOut, String> 
             }
             op => return Err(format!("unexpected server opcode {op} (payload {} bytes)", p.len())),
         }
-        if h.fin {
+        if h.fin && complete {
             let (op, b) = r.partial.take().unwrap_or_default();
             if op == 1 && std::str::from_utf8(&b).is_err() {
                 return Err("text message is not UTF-8".into());
@@ -1219,7 +1262,8 @@ impl Driver {
                 self.seen.push(state);
             }
         }
-        assert!(pending <= self.write_buffer, "pending output {pending} over the write buffer {}", self.write_buffer);
+        let bound = self.write_buffer.max(MIN_OUT_BUFFER);
+        assert!(pending <= bound, "pending output {pending} over the write buffer {bound}");
         let limit = 4 * (self.pushed + self.out.len() + self.kicks) + 64;
         assert!(self.steps <= limit, "no termination: {} events for {} bytes in", self.steps, self.pushed);
         match next {
@@ -1921,19 +1965,31 @@ pub fn check_connection(data: &[u8]) {
         assert!(d.closed || d.conn.stream_mut().write_shut(), "503 sent but the write side is not shut");
         return;
     }
+    // Every text frame the generator can build within `max_message` is echoed frame for frame.
+    assert!(max_message <= FRAME_BOUND as u64);
     let mut exp = model(&stream[..shutdown_at.unwrap_or(stream.len())], max_message);
+    if let (Some(_), End::Open, Some(until)) = (shutdown_at, &exp.end, exp.open_binary_until) {
+        // Shut down while a binary frame's echo was half out: the close waits for the frame.
+        if until <= stream.len() {
+            exp = model(&stream[..until], max_message);
+        } else {
+            // The frame never completes: no close frame can be sent.
+            exp = model(&stream, max_message);
+            shutdown_at = None;
+        }
+    }
     if shutdown_at.is_some() {
         // The server closes with 1001 unless it had already closed. Once the peer has shut its
         // side, the close frame is optional: the server may just deliver what is queued and close.
         exp.end = match exp.end {
             End::Open if shutdown_after_eof => End::Maybe(vec![1001]),
-            End::Open => End::Closed { codes: vec![1001], lenient: false },
+            End::Open => End::Closed { codes: vec![1001] },
             End::Maybe(mut c) => {
                 c.push(1001);
                 if shutdown_after_eof {
                     End::Maybe(c)
                 } else {
-                    End::Closed { codes: c, lenient: false }
+                    End::Closed { codes: c }
                 }
             }
             e => e,
@@ -1994,19 +2050,9 @@ pub fn check_connection(data: &[u8]) {
         );
     }
     assert_eq!(got.events, exp.events, "echoed messages differ from the model");
+    assert_eq!(got.frames, exp.frames, "echoed frames differ from the sent ones (frame-exact echo)");
     let (gp, ep) = (normalize(&got.partial), normalize(&exp.partial));
-    let lenient = matches!(exp.end, End::Closed { lenient: true, .. });
-    if lenient {
-        // The message failed its UTF-8 check: the server may have echoed less of it.
-        let ok = match (gp, ep) {
-            (None, _) => true,
-            (Some((go, gb)), Some((eo, eb))) => go == eo && eb.starts_with(gb),
-            (Some(_), None) => false,
-        };
-        assert!(ok, "partial echo {gp:?} is not a prefix of {ep:?}");
-    } else {
-        assert_eq!(gp, ep, "partial message differs from the model");
-    }
+    assert_eq!(gp, ep, "partial message differs from the model");
     match &exp.end {
         End::Open => assert_eq!(got.close, None, "server closed a valid session"),
         End::Closed { codes, .. } => {
