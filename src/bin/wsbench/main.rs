@@ -18,9 +18,11 @@ mod monitor;
 mod net;
 mod payload;
 mod proc;
+mod run;
 mod soak;
 mod soak_conn;
 mod stats;
+mod sys;
 mod transport;
 mod wire;
 mod worker;
@@ -66,10 +68,10 @@ fn main() -> ExitCode {
             plan.sources.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
         );
     }
-    worker::init_clock();
-    proc::install_signal_handlers();
+    sys::init_clock();
+    sys::install_signal_handlers();
 
-    let shares = worker::split(&cfg);
+    let shares = run::split(&cfg);
     let mut monitor = Monitor::new(Sink::Terminal, cfg.mode, cfg.quiet, cfg.ready_file.clone());
     let result = if cfg.processes == 1 {
         proc::run_loops(&cfg, &plan, &shares[0], &mut monitor)

@@ -19,9 +19,10 @@ use slab::Slab;
 
 use crate::cli::Config;
 use crate::net::{self, Plan};
+use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
+use crate::sys::{now_ns, stop_requested};
 use crate::transport::{Ctx, Session, State};
-use crate::worker::{now_ns, Live, Phase, Share};
 
 /// Token of a mode's timer (connections use slab keys, far below this).
 pub const TIMER: Token = Token(usize::MAX - 1);
@@ -127,7 +128,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         let mut stats = self.ctx.stats;
         stats.elapsed_ns = now_ns() - self.start;
         stats.peak_open = self.peak_open as u64;
-        stats.interrupted = crate::proc::stop_requested();
+        stats.interrupted = stop_requested();
         Ok(stats)
     }
 
@@ -168,7 +169,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
 
             let now = now_ns();
             self.ctx.now = now;
-            if crate::proc::stop_requested() && self.phase < Phase::Closing {
+            if stop_requested() && self.phase < Phase::Closing {
                 self.begin_shutdown(m, now);
             }
             match self.phase {

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::cli::Mode;
-use crate::worker::{now_ns, Live, Phase};
+use crate::run::{Live, Phase};
+use crate::sys::{now_ns, write_all_fd};
 
 /// Live counters summed over loops (or worker processes).
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +189,7 @@ impl Monitor {
                 if announce || phases != self.sent_phases || now - self.last >= PIPE_NS {
                     self.last = now;
                     self.sent_phases = phases;
-                    crate::proc::write_all_fd(fd, snap.encode().as_bytes());
+                    write_all_fd(fd, snap.encode().as_bytes());
                 }
             }
             Sink::Terminal => {

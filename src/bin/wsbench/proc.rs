@@ -1,5 +1,4 @@
-//! Processes and threads: the stop flag set by SIGINT/SIGTERM, running one process's event
-//! loops (on the calling thread when there is one, else one thread each), and `--processes`:
+//! Processes and threads: running one process's event loops (on the calling thread when there is one, else one thread each), and `--processes`:
 //! forking the workers before any thread or poller exists, collecting their progress and
 //! results over one pipe each, forwarding a stop to them, and reaping them.
 //!
@@ -8,59 +7,18 @@
 //! `monitor::Snapshot` and `stats::Stats`) and does not touch sockets (see `worker`).
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::cli::{Config, Mode};
 use crate::monitor::{Monitor, Sink, Snapshot};
 use crate::net::Plan;
 use crate::payload::Gen;
+use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
+use crate::sys::{now_ns, stop_requested, write_all_fd};
 use crate::wire::Rng;
-use crate::worker::{self, now_ns, Live, Phase, Share};
+use crate::worker;
 use crate::workload::Workload;
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_sig: libc::c_int) {
-    // Async-signal-safe: a single atomic store. Loops poll with a bounded timeout and see it.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM set the stop flag (no SA_RESTART, so a blocking poll returns EINTR).
-pub fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a valid handler and empty mask is a valid argument.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = 0;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-/// A stop was requested (signal).
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
-
-/// Writes all of `bytes` to a blocking fd (retrying on EINTR); errors are ignored (the reader
-/// is gone).
-pub fn write_all_fd(fd: RawFd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: writes from a valid slice to an fd we own.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
-}
 
 /// Runs this process's loops and merges their results. One loop runs on the calling thread
 /// (and drives the monitor itself); more run on one thread each while this thread monitors.

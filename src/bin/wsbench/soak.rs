@@ -23,10 +23,11 @@ use crate::cli::Config;
 use crate::mioloop::{self, RBUF_LEN};
 use crate::net::Plan;
 use crate::payload::Gen;
+use crate::run::{Live, Phase, Share};
 use crate::soak_conn::{Ctx, End, Soak, SoakConn, TxParams, WRITE_CHUNK};
 use crate::stats::Stats;
+use crate::sys::now_ns;
 use crate::transport::State;
-use crate::worker::{now_ns, Live, Phase, Share};
 
 /// Delay before retrying a reconnect that failed.
 const RETRY_NS: u64 = 250_000_000;

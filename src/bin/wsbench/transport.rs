@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 use crate::cli::Config;
 use crate::net::error_reason;
 use crate::stats::Stats;
+use crate::sys::now_ns;
 use crate::wire::{self, MAX_HEADER};
 
 /// Where a connection is in its life.
@@ -301,7 +302,7 @@ pub trait Session<'a>: Sized {
             match self.link().stream.read(rbuf) {
                 Ok(0) => return Err(self.on_eof(ctx)),
                 Ok(n) => {
-                    ctx.now = crate::worker::now_ns();
+                    ctx.now = now_ns();
                     if self.link().state == State::Upgrading {
                         self.on_response_bytes(ctx, &rbuf[..n])?;
                     } else {

@@ -1,6 +1,4 @@
-//! The echo/rate/idle loop: the mode hooks plugged into the shared loop skeleton (`mioloop`),
-//! plus what every loop shares about a run — the process clock ([`now_ns`]), how the run is split
-//! over loops ([`split`], [`Share`]), the [`Phase`] names and the [`Live`] counters.
+//! The echo/rate/idle loop: the mode hooks plugged into the shared loop skeleton (`mioloop`).
 //!
 //! Owns the mode-specific scheduling: building a connection (payload variant, active or not,
 //! pipeline depth), the open-loop rate scheduler (a backlog of scheduled send times dispatched
@@ -8,13 +6,12 @@
 //! millisecond) and the measured window's start and end. The event dispatch, connect pacing,
 //! phases, deadlines, close-out and live counters are `mioloop`'s. It does not parse frames or
 //! handshakes (see `transport`, `client`), print anything except fatal setup errors (see
-//! `monitor`, `stats`) or fork (see `proc`).
+//! `monitor`, `stats`) or fork (see `proc`), and the vocabulary every loop shares (clock, phases,
+//! shares, live counters) is in the leaves `sys` and `run`.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
-use std::sync::OnceLock;
 
 use mio::net::TcpStream;
 use mio::Poll;
@@ -23,130 +20,15 @@ use crate::cli::{Config, Mode};
 use crate::client::{Conn, Ctx, Echo};
 use crate::mioloop::{self, TIMER};
 use crate::net::Plan;
+use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
+use crate::sys::{epoch_ns, now_ns};
 use crate::transport::Session;
 use crate::wire::{self, Rng};
 use crate::workload::Workload;
 
 /// Scheduled messages that may wait for a connection with room before new ones are dropped.
 const BACKLOG_CAP: usize = 1 << 20;
-
-static EPOCH_NS: OnceLock<u64> = OnceLock::new();
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Fixes the process's time origin (call once at start; later calls are harmless).
-pub fn init_clock() {
-    EPOCH_NS.get_or_init(monotonic_ns);
-}
-
-/// Nanoseconds since the process's time origin (CLOCK_MONOTONIC).
-#[inline]
-pub fn now_ns() -> u64 {
-    monotonic_ns() - *EPOCH_NS.get_or_init(monotonic_ns)
-}
-
-/// One loop's part of the run.
-#[derive(Debug, Clone)]
-pub struct Share {
-    /// Global index of this loop (for seeds).
-    pub loop_id: usize,
-    /// Global index of the first connection.
-    pub first: usize,
-    pub conns: usize,
-    /// The first `active` of this loop's connections send messages.
-    pub active: usize,
-    /// Rate mode: messages per second for this loop.
-    pub rate: f64,
-    /// New connections per second for this loop.
-    pub connect_rate: Option<f64>,
-}
-
-/// Splits the run over `processes` x `threads` loops: connections, active connections, rates.
-pub fn split(cfg: &Config) -> Vec<Vec<Share>> {
-    let loops = cfg.processes * cfg.threads;
-    let part = |total: usize, i: usize| total / loops + usize::from(i < total % loops);
-    let mut out = Vec::with_capacity(cfg.processes);
-    let mut first = 0;
-    for p in 0..cfg.processes {
-        let mut v = Vec::with_capacity(cfg.threads);
-        for t in 0..cfg.threads {
-            let i = p * cfg.threads + t;
-            let conns = part(cfg.connections, i);
-            let active = part(cfg.active, i);
-            let frac = if cfg.active > 0 { active as f64 / cfg.active as f64 } else { 0.0 };
-            v.push(Share {
-                loop_id: i,
-                first,
-                conns,
-                active,
-                rate: cfg.rate * frac,
-                connect_rate: cfg.connect_rate.map(|r| r * conns as f64 / cfg.connections as f64),
-            });
-            first += conns;
-        }
-        out.push(v);
-    }
-    out
-}
-
-/// Loop phase, as published to the monitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Phase {
-    Ramp = 0,
-    Warmup = 1,
-    Measure = 2,
-    Closing = 3,
-    Done = 4,
-}
-
-impl Phase {
-    pub fn from_u8(v: u8) -> Phase {
-        match v {
-            0 => Phase::Ramp,
-            1 => Phase::Warmup,
-            2 => Phase::Measure,
-            3 => Phase::Closing,
-            _ => Phase::Done,
-        }
-    }
-
-    pub fn name(self, mode: Mode) -> &'static str {
-        match self {
-            Phase::Ramp => "ramp-up",
-            Phase::Warmup => "warm-up",
-            Phase::Measure if mode == Mode::Idle => "holding",
-            Phase::Measure if mode == Mode::Soak => "soaking",
-            Phase::Measure => "measuring",
-            Phase::Closing => "closing",
-            Phase::Done => "done",
-        }
-    }
-}
-
-/// Counters a loop publishes for the progress monitor (updated every 100 ms).
-#[derive(Default)]
-pub struct Live {
-    pub target: AtomicU64,
-    pub open: AtomicU64,
-    pub pending: AtomicU64,
-    pub upgraded: AtomicU64,
-    /// Connect and handshake failures.
-    pub failed: AtomicU64,
-    pub msgs: AtomicU64,
-    pub bytes: AtomicU64,
-    /// Echo mismatches + fidelity errors + lost connections.
-    pub errors: AtomicU64,
-    pub phase: AtomicU8,
-    /// Ramp-up over (every connection upgraded, failed or given up).
-    pub settled: AtomicBool,
-}
 
 /// The echo/rate/idle parts of a loop: the message pipeline depth and, in rate mode, the
 /// open-loop scheduler.
@@ -331,7 +213,7 @@ impl Fixed {
             return;
         }
         self.timer_armed_for = at;
-        let abs = at + *EPOCH_NS.get().expect("clock initialised");
+        let abs = at + epoch_ns();
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec { tv_sec: (abs / 1_000_000_000) as _, tv_nsec: (abs % 1_000_000_000) as _ },
@@ -382,32 +264,5 @@ impl Fixed {
                 core.end(self, key, e);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::test_config as cfg;
-
-    #[test]
-    fn split_covers_every_connection_once() {
-        let c = cfg(&["-m", "rate", "-r", "1000", "-c", "10", "--active", "3", "-p", "2", "-t", "2", "ws://h:1/"]);
-        let s = split(&c);
-        assert_eq!(s.len(), 2);
-        let all: Vec<&Share> = s.iter().flatten().collect();
-        assert_eq!(all.len(), 4);
-        assert_eq!(all.iter().map(|x| x.conns).sum::<usize>(), 10);
-        assert_eq!(all.iter().map(|x| x.active).sum::<usize>(), 3);
-        let mut next = 0;
-        for x in &all {
-            assert_eq!(x.first, next);
-            next += x.conns;
-            assert!(x.active <= x.conns);
-        }
-        let rate: f64 = all.iter().map(|x| x.rate).sum();
-        assert!((rate - 1000.0).abs() < 1e-6);
-        // The fourth loop has no active connection, hence no rate.
-        assert_eq!((all[3].active, all[3].rate), (0, 0.0));
     }
 }
