@@ -2,10 +2,12 @@
 //!
 //! Owns which codes a peer may send (1000-1003, 1007-1011, 3000-4999), the checks on a received
 //! close payload (length 1 is invalid, the reason must be UTF-8) and the encoding of the close
-//! frames the server sends into a caller's buffer. It does not decide when to close (see `conn`)
+//! frames the server sends into a caller's buffer, and which close code each [`ProtocolError`]
+//! fails a connection with. It does not decide when to close (see `conn`)
 //! and does no I/O. Nothing here allocates.
 
-use crate::frame::{encode_header, OpCode, ProtocolError};
+use crate::error::ProtocolError;
+use crate::frame::{encode_header, OpCode};
 
 /// A close status code (RFC 6455 §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +31,17 @@ impl CloseCode {
     /// 1004-1006 and 1015 are reserved or "MUST NOT be set"; 1012-1014 are not in RFC 6455.
     pub fn is_sendable(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    }
+}
+
+impl ProtocolError {
+    /// The close code to fail the connection with.
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            ProtocolError::MessageTooBig => CloseCode::TOO_BIG,
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
     }
 }
 

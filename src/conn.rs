@@ -326,7 +326,7 @@ impl<S: Socket> Connection<S> {
         }
         let quiet = sh.now_ms.saturating_sub(self.last_rx);
         if sh.idle_ms.is_some_and(|t| quiet >= t) {
-            sh.metrics.timeouts[2] += 1;
+            sh.metrics.timed_out(TimerKind::Idle);
             if self.streaming_out() {
                 // Silent in the middle of a frame whose echo is half out: no close frame can be
                 // sent without breaking that frame, so the connection is dropped.

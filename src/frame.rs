@@ -4,10 +4,10 @@
 //! key) and the structural checks that need nothing but the header: reserved bits without a
 //! negotiated extension, reserved opcodes, control frames that are fragmented or longer than 125
 //! bytes, and a 64-bit length with the most significant bit set. It does not own payloads, masking
-//! (see `mask`), role rules such as "client frames must be masked" (see `conn`) or any I/O. Nothing
-//! here allocates.
+//! (see `mask`), role rules such as "client frames must be masked" (see `conn`), the error type
+//! (see `error`) or any I/O. Nothing here allocates.
 
-use crate::close::CloseCode;
+pub use crate::error::ProtocolError;
 
 /// The longest possible header: 2 bytes, 8 bytes of extended length, 4 bytes of masking key.
 pub const MAX_HEADER_LEN: usize = 14;
@@ -68,62 +68,6 @@ pub struct FrameHeader {
     pub mask: Option<[u8; 4]>,
     /// Payload length in bytes.
     pub len: u64,
-}
-
-/// A header that breaks RFC 6455 §5.2 on its own. Each maps to the close code the endpoint must
-/// fail the connection with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolError {
-    /// RSV1-3 non-zero while no extension is negotiated.
-    ReservedBits,
-    /// Opcode 3-7 or 11-15.
-    ReservedOpcode,
-    /// A control frame without FIN.
-    FragmentedControl,
-    /// A control frame with more than 125 bytes of payload.
-    ControlTooLong,
-    /// A 64-bit length with the most significant bit set.
-    LengthOverflow,
-    /// A client frame without a masking key (§5.1: the server MUST close).
-    Unmasked,
-    /// A continuation frame with no message started (§5.4).
-    UnexpectedContinuation,
-    /// A text or binary frame while a fragmented message is in progress (§5.4).
-    ExpectedContinuation,
-    /// A close frame whose payload is one byte or whose code may not be sent (§7.4).
-    BadCloseFrame,
-    /// A message longer than the configured limit.
-    MessageTooBig,
-    /// Text that is not UTF-8 (§8.1), in a message or a close reason.
-    InvalidUtf8,
-}
-
-impl ProtocolError {
-    /// The close code to fail the connection with.
-    pub fn close_code(self) -> CloseCode {
-        match self {
-            ProtocolError::MessageTooBig => CloseCode::TOO_BIG,
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
-
-    /// A short static reason, sent in the close frame and logged at debug level.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ProtocolError::ReservedBits => "reserved bits set",
-            ProtocolError::ReservedOpcode => "reserved opcode",
-            ProtocolError::FragmentedControl => "fragmented control frame",
-            ProtocolError::ControlTooLong => "control frame over 125 bytes",
-            ProtocolError::LengthOverflow => "64-bit length with top bit set",
-            ProtocolError::Unmasked => "client frame not masked",
-            ProtocolError::UnexpectedContinuation => "continuation without a message",
-            ProtocolError::ExpectedContinuation => "new message inside a fragmented message",
-            ProtocolError::BadCloseFrame => "invalid close frame",
-            ProtocolError::MessageTooBig => "message too big",
-            ProtocolError::InvalidUtf8 => "invalid UTF-8",
-        }
-    }
 }
 
 /// Decodes the header at the start of `buf`.

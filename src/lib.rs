@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! Pure codecs at the bottom, I/O at the top; nothing below `conn` touches a socket.
+//! - [`error`]: the protocol's error types (frames, upgrades), with their reasons.
 //! - [`mask`]: XOR masking, resumable mid-payload.
 //! - [`utf8`]: incremental UTF-8 validation across frames and reads.
 //! - [`frame`]: frame header decode/encode and structural checks.
@@ -13,6 +14,7 @@
 //! - [`config`]: flags, defaults, validation.
 //! - [`memsock`]: an in-memory socket to drive a connection in benches, fuzzing and tests.
 //! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
+//! - [`listener`]: listening sockets (socket2, backlog 4096, `SO_REUSEPORT`, socket activation).
 //! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
 //! - [`logger`]: a small stderr backend for `log`.
 //!
@@ -27,8 +29,10 @@ pub mod buffers;
 pub mod close;
 pub mod config;
 pub mod conn;
+pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod listener;
 pub mod logger;
 pub mod mask;
 pub mod memsock;

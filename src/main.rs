@@ -4,6 +4,7 @@
 
 use log::{error, info, warn};
 use wsecho::config::{Command, Config, HELP};
+use wsecho::notify::Systemd;
 use wsecho::server::{handle_signals, raise_nofile, Server};
 
 fn main() {
@@ -23,15 +24,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The one place that reads systemd's variables; the socket-activation ones are unset so that
+    // children do not inherit them.
+    let sd = Systemd::from_vars(|k| std::env::var_os(k), std::process::id());
+    for k in Systemd::LISTEN_VARS {
+        // SAFETY: start-up, before any other thread of this process exists.
+        unsafe { std::env::remove_var(k) };
+    }
     let nofile = raise_nofile();
-    let server = match Server::bind(&cfg) {
+    let server = match Server::bind_with(&cfg, &sd) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wsecho: cannot listen on {}: {e}", cfg.listen);
             std::process::exit(1);
         }
     };
-    if let Err(e) = handle_signals(server.control()) {
+    if let Err(e) = handle_signals(server.control(), sd.notifier()) {
         eprintln!("wsecho: cannot install signal handlers: {e}");
         std::process::exit(1);
     }
@@ -41,7 +49,7 @@ fn main() {
         cfg.threads,
         if cfg.threads == 1 { "" } else { "s" }
     );
-    if let Err(e) = wsecho::notify::notify("READY=1") {
+    if let Err(e) = sd.notifier().notify("READY=1") {
         warn!("sd_notify READY: {e}");
     }
     match server.run() {

@@ -5,7 +5,8 @@
 //! when rendered. Metric names are the constants in [`names`]. This module does not serve HTTP
 //! (see `conn`) and does not decide what to count (callers do).
 
-use crate::handshake::HandshakeError;
+use crate::error::HandshakeError;
+use crate::timer::{TimerKind, KINDS};
 use std::io::Write;
 
 /// Metric names: every metric string used by the server is declared here.
@@ -64,8 +65,8 @@ pub struct Metrics {
     pub closes: [u64; CLOSE_CODES.len()],
     /// Backpressure pauses.
     pub backpressure: u64,
-    /// Handshake, close and idle timeouts.
-    pub timeouts: [u64; 3],
+    /// Timeouts, indexed like [`TimerKind::ARMED`] (see [`Metrics::timed_out`]).
+    pub timeouts: [u64; KINDS],
     /// accept() EMFILE/ENFILE.
     pub accept_emfile: u64,
     /// Server pings.
@@ -78,6 +79,18 @@ impl Metrics {
         if let Some(i) = HandshakeError::ALL.iter().position(|&x| x == e) {
             self.upgrade_failures[i] += 1;
         }
+    }
+
+    /// Counts a timeout of `kind` (nothing for [`TimerKind::None`]).
+    pub fn timed_out(&mut self, kind: TimerKind) {
+        if let Some(i) = kind.index() {
+            self.timeouts[i] += 1;
+        }
+    }
+
+    /// Timeouts of `kind` so far.
+    pub fn timeouts_of(&self, kind: TimerKind) -> u64 {
+        kind.index().map_or(0, |i| self.timeouts[i])
     }
 
     /// Counts a close frame sent with `code`.
@@ -139,8 +152,8 @@ impl Metrics {
         }
         simple(w, BACKPRESSURE, "counter", "Reads paused because output was full.", self.backpressure)?;
         writeln!(w, "# HELP {TIMEOUTS} Timeouts by kind.\n# TYPE {TIMEOUTS} counter")?;
-        for (k, v) in ["handshake", "close", "idle"].iter().zip(self.timeouts) {
-            writeln!(w, "{TIMEOUTS}{{kind=\"{k}\"}} {v}")?;
+        for (k, v) in TimerKind::ARMED.iter().zip(self.timeouts) {
+            writeln!(w, "{TIMEOUTS}{{kind=\"{}\"}} {v}", k.label())?;
         }
         simple(w, ACCEPT_EMFILE, "counter", "accept() failures for lack of file descriptors.", self.accept_emfile)?;
         simple(w, PINGS, "counter", "Pings sent by the server.", self.pings)

@@ -15,6 +15,7 @@ use crate::close::CloseCode;
 use crate::config::Config;
 use crate::conn::{Connection, Next, Shared};
 use crate::metrics::MetricsBoard;
+use crate::notify::Notifier;
 use crate::timer::{TimerKind, Timers};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -99,6 +100,7 @@ pub struct Reactor {
     next_tick: Option<u32>,
     watchdog_ms: Option<u32>,
     next_watchdog: u32,
+    watchdog: Notifier,
 }
 
 fn millis(d: Duration) -> u32 {
@@ -106,9 +108,9 @@ fn millis(d: Duration) -> u32 {
 }
 
 impl Reactor {
-    /// Binds `cfg.listen` (with `SO_REUSEADDR`) and prepares the loop.
+    /// Binds `cfg.listen` as the server does (`listener::bind_listener`) and prepares the loop.
     pub fn bind(cfg: &Config) -> io::Result<Reactor> {
-        let listener = TcpListener::bind(cfg.listen)?;
+        let listener = crate::listener::bind_listener(cfg.listen, cfg.reuse_port)?;
         Reactor::with_listener(cfg, listener, Control::new(), None)
     }
 
@@ -162,6 +164,7 @@ impl Reactor {
             shutdown_ms: millis(cfg.shutdown_timeout),
             watchdog_ms,
             next_watchdog: 0,
+            watchdog: Notifier::default(),
         })
     }
 
@@ -170,10 +173,11 @@ impl Reactor {
         self.control.clone()
     }
 
-    /// Sends `WATCHDOG=1` to systemd every `interval` from this reactor's loop.
-    pub fn set_watchdog(&mut self, interval: Duration) {
+    /// Sends `WATCHDOG=1` through `notifier` every `interval` from this reactor's loop.
+    pub fn set_watchdog(&mut self, interval: Duration, notifier: Notifier) {
         let ms = millis(interval).max(1);
         self.watchdog_ms = Some(ms);
+        self.watchdog = notifier;
         self.next_watchdog = self.now();
         self.next_tick = Some(self.now());
     }
@@ -319,7 +323,7 @@ impl Reactor {
         }
         if let Some(w) = self.watchdog_ms {
             if now >= self.next_watchdog {
-                let _ = crate::notify::notify("WATCHDOG=1");
+                let _ = self.watchdog.notify("WATCHDOG=1");
                 self.next_watchdog = now + w;
             }
             next = next.min(self.next_watchdog);
@@ -368,11 +372,11 @@ impl Reactor {
         let m = &mut self.shared.metrics;
         match kind {
             TimerKind::Handshake => {
-                m.timeouts[0] += 1;
+                m.timed_out(kind);
                 debug!("connection {k}: handshake timeout");
             }
             TimerKind::Close => {
-                m.timeouts[1] += 1;
+                m.timed_out(kind);
                 debug!("connection {k}: close timeout");
             }
             TimerKind::Idle => {

@@ -2,24 +2,20 @@
 //!
 //! Owns start-up and shutdown of a whole server: raising RLIMIT_NOFILE to the hard limit, taking
 //! the listening socket from systemd socket activation or binding one per reactor (`SO_REUSEPORT`
-//! when there are several reactors or `--reuse-port`), one thread per reactor, SIGTERM/SIGINT
+//! when there are several reactors or `--reuse-port`; sockets are made in `listener`), one thread per reactor, SIGTERM/SIGINT
 //! (the first starts a graceful shutdown, a second exits at once) and `READY=1` / `STOPPING=1`.
 //! It does not handle connections (see `reactor`).
 
 use crate::config::Config;
+use crate::listener::{self, bind_listener};
 use crate::metrics::{Metrics, MetricsBoard};
-use crate::notify;
+use crate::notify::{Notifier, Systemd};
 use crate::reactor::{Control, Reactor};
 use log::{info, warn};
 use mio::net::TcpListener;
-use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
-
-/// Backlog of each listening socket (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the effective soft limit.
 pub fn raise_nofile() -> u64 {
@@ -39,30 +35,14 @@ pub fn raise_nofile() -> u64 {
     r.rlim_cur
 }
 
-/// A non-blocking listening socket on `addr` with `SO_REUSEADDR` (and `SO_REUSEPORT`).
-pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    if reuse_port {
-        s.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.bind(&addr.into())?;
-    s.listen(BACKLOG)?;
-    s.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(s.into()))
-}
-
 /// The listening sockets, one per reactor: inherited from systemd (duplicated per reactor) or
 /// freshly bound.
-fn listeners(cfg: &Config) -> io::Result<Vec<TcpListener>> {
+fn listeners(cfg: &Config, sd: &Systemd) -> io::Result<Vec<TcpListener>> {
     let n = cfg.threads;
-    if notify::listen_fds() >= 1 {
-        // SAFETY: systemd passed a listening socket as fd 3 and this process owns it.
-        let std_l = unsafe { std::net::TcpListener::from_raw_fd(notify::LISTEN_FDS_START) };
-        std_l.set_nonblocking(true)?;
+    if sd.listen_fds >= 1 {
+        // SAFETY: systemd passed a listening socket as fd 3 to this process (`$LISTEN_FDS`), and
+        // nothing else in the process uses fd 3.
+        let std_l = unsafe { listener::inherited()? };
         info!("using the socket passed by systemd ({})", std_l.local_addr()?);
         let mut v = Vec::with_capacity(n);
         for _ in 1..n {
@@ -92,11 +72,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds (or inherits) the listeners and builds one reactor per thread.
+    /// Binds the listeners and builds one reactor per thread (no systemd integration).
     pub fn bind(cfg: &Config) -> io::Result<Server> {
+        Server::bind_with(cfg, &Systemd::default())
+    }
+
+    /// Binds (or inherits from systemd) the listeners and builds one reactor per thread; the
+    /// first reactor pings systemd's watchdog when `sd` asks for it.
+    pub fn bind_with(cfg: &Config, sd: &Systemd) -> io::Result<Server> {
         let control = Control::new();
         let board = Arc::new(MetricsBoard::new(cfg.threads));
-        let listeners = listeners(cfg)?;
+        let listeners = listeners(cfg, sd)?;
         let mut reactors = Vec::with_capacity(listeners.len());
         let multi = listeners.len() > 1;
         for (i, l) in listeners.into_iter().enumerate() {
@@ -104,8 +90,8 @@ impl Server {
             reactors.push(Reactor::with_listener(cfg, l, control.clone(), slot)?);
         }
         let local = reactors[0].local_addr();
-        if let Some(w) = notify::watchdog_interval() {
-            reactors[0].set_watchdog(w);
+        if let Some(w) = sd.watchdog {
+            reactors[0].set_watchdog(w, sd.notifier());
         }
         Ok(Server { reactors, control, board, local })
     }
@@ -153,7 +139,7 @@ impl Server {
 
 /// Installs SIGTERM/SIGINT handling: the first signal sends `STOPPING=1` and starts a graceful
 /// shutdown, a second one exits at once (status 1).
-pub fn handle_signals(control: Arc<Control>) -> io::Result<()> {
+pub fn handle_signals(control: Arc<Control>, notifier: Notifier) -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new().name("wsecho-signals".into()).spawn(move || {
@@ -162,7 +148,7 @@ pub fn handle_signals(control: Arc<Control>) -> io::Result<()> {
             seen += 1;
             if seen == 1 {
                 info!("signal {sig}: graceful shutdown (a second signal exits at once)");
-                if let Err(e) = notify::notify("STOPPING=1") {
+                if let Err(e) = notifier.notify("STOPPING=1") {
                     warn!("sd_notify STOPPING: {e}");
                 }
                 control.shutdown();

@@ -1,6 +1,6 @@
 //! Connection timeouts: one FIFO list per fixed duration, linked through the connections.
 //!
-//! Every timeout class has a single duration (handshake, close, idle, ping), so deadlines within a
+//! Every timeout class has a single duration (handshake, close, idle), so deadlines within a
 //! class are reached in the order they were set: a doubly linked FIFO per class is a timing wheel
 //! with one slot, and arming, cancelling and expiring are all O(1) with no allocation. The links
 //! live inside each connection ([`Links`], 16 bytes); the lists own only head and tail. This module
@@ -22,6 +22,26 @@ pub enum TimerKind {
     Close = 2,
     /// Open connection: idle / ping timer.
     Idle = 3,
+}
+
+impl TimerKind {
+    /// The armed kinds, in list order (the order of [`Timers::new`]'s durations).
+    pub const ARMED: [TimerKind; KINDS] = [TimerKind::Handshake, TimerKind::Close, TimerKind::Idle];
+
+    /// Position among [`TimerKind::ARMED`]; `None` for [`TimerKind::None`].
+    pub fn index(self) -> Option<usize> {
+        (self as usize).checked_sub(1)
+    }
+
+    /// A short stable label (the metrics `kind` label).
+    pub fn label(self) -> &'static str {
+        match self {
+            TimerKind::None => "none",
+            TimerKind::Handshake => "handshake",
+            TimerKind::Close => "close",
+            TimerKind::Idle => "idle",
+        }
+    }
 }
 
 /// Number of timer lists (one per armed kind).
