@@ -1,5 +1,5 @@
 //! Fuzz target `connection`: A whole client session against one Connection over a MemSocket, checked against a model of RFC 6455.
-//! The properties live in `src/checks.rs` (shared with `tests/fuzz_regressions.rs`).
+//! The properties live in `src/checks/` (shared with `tests/fuzz_regressions.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

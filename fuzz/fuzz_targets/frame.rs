@@ -1,5 +1,5 @@
 //! Fuzz target `frame`: decode_header against a reference decoder; encode/decode round trips in the minimal length form.
-//! The properties live in `src/checks.rs` (shared with `tests/fuzz_regressions.rs`).
+//! The properties live in `src/checks/` (shared with `tests/fuzz_regressions.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

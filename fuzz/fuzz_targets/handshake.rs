@@ -1,5 +1,5 @@
 //! Fuzz target `handshake`: parse_request on arbitrary bytes: structure of accepted heads, prefix consistency, well-formed responses.
-//! The properties live in `src/checks.rs` (shared with `tests/fuzz_regressions.rs`).
+//! The properties live in `src/checks/` (shared with `tests/fuzz_regressions.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

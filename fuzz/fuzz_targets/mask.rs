@@ -1,5 +1,5 @@
 //! Fuzz target `mask`: apply_mask at arbitrary alignments and splits equals masking by index.
-//! The properties live in `src/checks.rs` (shared with `tests/fuzz_regressions.rs`).
+//! The properties live in `src/checks/` (shared with `tests/fuzz_regressions.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! Fuzz target `utf8`: Utf8Validator fed arbitrary splits of arbitrary bytes agrees with std::str::from_utf8 at every step.
-//! The properties live in `src/checks.rs` (shared with `tests/fuzz_regressions.rs`).
+//! The properties live in `src/checks/` (shared with `tests/fuzz_regressions.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
