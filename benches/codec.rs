@@ -2,9 +2,9 @@
 //!
 //! `cargo bench` runs them (criterion). Groups: frame header decode/encode (7/16/64-bit lengths),
 //! unmasking (20 B, 1 KiB, 64 KiB; word-at-a-time vs the byte loop, bytes/s), UTF-8 validation
-//! (ASCII, mixed, CJK and emoji text of 20 B, 1 KiB and 16 KiB, bytes/s), the upgrade (parse +
-//! accept key + 101), and `echo`: a `Connection` over a `MemSocket` echoing pipelined messages (no
-//! syscalls: the protocol cost alone).
+//! (ASCII, mixed, CJK and emoji text of 20 B, 1 KiB and 16 KiB, bytes/s; `std::str::from_utf8` on
+//! the 16 KiB inputs as a reference), the upgrade (parse + accept key + 101), and `echo`: a
+//! `Connection` over a `MemSocket` echoing pipelined messages (no syscalls: the protocol cost alone).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -100,6 +100,12 @@ fn utf8(c: &mut Criterion) {
                     v.feed(black_box(data)).is_ok()
                 })
             });
+            if size == 16 << 10 {
+                // Reference: std's validator alone (what `feed` used before simdutf8), same run.
+                g.bench_with_input(BenchmarkId::new(format!("{name}-std"), size), &data, |b, data| {
+                    b.iter(|| std::str::from_utf8(black_box(data)).is_ok())
+                });
+            }
         }
     }
     g.finish();
