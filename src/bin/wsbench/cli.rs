@@ -61,6 +61,8 @@ pub struct Config {
     pub size: usize,
     /// Text (`--text`) or binary (default) messages.
     pub text: bool,
+    /// Text of mixed UTF-8 instead of ASCII (`--text-kind mixed`; implies `text`).
+    pub mixed: bool,
     /// Echo/rate: frames per message (`--fragments`), near-equal lengths; 1 = unfragmented.
     pub fragments: u32,
     /// Check that the echo of each frame has the sent frame's FIN, opcode and length (every mode
@@ -147,6 +149,8 @@ LOAD:
     -s, --size BYTES           payload bytes per message; suffixes k/KiB, m/MiB  [default: 20]
         --binary               binary messages                                 [default]
         --text                 text messages (ASCII payload)
+        --text-kind KIND       ascii | mixed: text messages, mixed = about half the characters
+                               2-, 3- and 4-byte UTF-8 (as soak's text)        [default: ascii]
         --fragments N          echo/rate: send each message as N frames of near-equal size (the
                                first text/binary with FIN=0, then continuations, the last with
                                FIN=1); each echoed frame is checked against its fragment
@@ -271,6 +275,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut active: Option<usize> = None;
     let mut size = 20usize;
     let mut text = false;
+    let mut mixed = false;
     let mut fragments: Option<usize> = None;
     let mut fidelity = true;
     let mut pipeline: Option<usize> = None;
@@ -313,6 +318,14 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             Short('s') | Long("size") => size = parse_size(&p.value()?.string()?)?,
             Long("binary") => text = false,
             Long("text") => text = true,
+            Long("text-kind") => {
+                mixed = match p.value()?.string()?.as_str() {
+                    "ascii" => false,
+                    "mixed" => true,
+                    k => return Err(format!("--text-kind: '{k}' is not ascii or mixed").into()),
+                };
+                text = true;
+            }
             Long("fragments") => fragments = Some(count(&mut p, "--fragments")?),
             Long("no-fidelity") => fidelity = false,
             Short('k') | Long("pipeline") => pipeline = Some(count(&mut p, "--pipeline")?),
@@ -421,6 +434,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         active,
         size,
         text,
+        mixed,
         fragments: fragments as u32,
         fidelity,
         pipeline,

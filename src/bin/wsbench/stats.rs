@@ -392,7 +392,11 @@ fn fmt_us(v: f64) -> String {
 /// The result table printed on stdout.
 pub fn table(cfg: &Config, s: &Stats) -> String {
     let mut o = String::new();
-    let kind = if cfg.text { "text" } else { "binary" };
+    let kind = match (cfg.text, cfg.mixed) {
+        (true, true) => "mixed text",
+        (true, false) => "text",
+        _ => "binary",
+    };
     let _ = write!(o, "wsbench {} {}: {} connections", cfg.mode.name(), cfg.url, cfg.connections);
     if cfg.active != cfg.connections && !matches!(cfg.mode, Mode::Idle | Mode::Soak) {
         let _ = write!(o, " ({} active)", cfg.active);

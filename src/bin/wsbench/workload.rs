@@ -39,8 +39,9 @@ pub struct Workload {
 
 impl Workload {
     /// Builds the variants: messages of `size` bytes in `nfrags` near-equal frames. `pipeline` is
-    /// the number of message copies per variant; 0 (idle) builds no frames.
-    pub fn new(size: usize, text: bool, nfrags: u32, pipeline: usize, rng: &mut Rng) -> Workload {
+    /// the number of message copies per variant; 0 (idle) builds no frames. Text is printable
+    /// ASCII, or with `mixed` soak's text (`payload::Gen`: about half the characters non-ASCII).
+    pub fn new(size: usize, text: bool, mixed: bool, nfrags: u32, pipeline: usize, rng: &mut Rng) -> Workload {
         let opcode = if text { wire::OP_TEXT } else { wire::OP_BINARY };
         let nfrags = nfrags.max(1);
         let mut hdr = [0u8; MAX_HEADER];
@@ -54,9 +55,14 @@ impl Workload {
         let per_variant = msg_len.saturating_mul(pipeline).saturating_add(size).max(1);
         let nvar = ((64usize << 20) / per_variant).clamp(1, 8);
         let mut variants = Vec::with_capacity(nvar);
+        let gen = (text && mixed).then(crate::payload::Gen::new);
         for _ in 0..nvar {
             let mut payload = vec![0u8; size].into_boxed_slice();
             let mut i = 0;
+            if let Some(g) = &gen {
+                g.fill(rng.next_u64(), size, true, 0, &mut payload);
+                i = size;
+            }
             while i < size {
                 let r = rng.next_u64().to_le_bytes();
                 for &b in r.iter() {
@@ -112,7 +118,7 @@ mod tests {
 
     #[test]
     fn variants_differ() {
-        let w = Workload::new(20, false, 1, 1, &mut Rng::new(1));
+        let w = Workload::new(20, false, false, 1, 1, &mut Rng::new(1));
         assert_eq!(w.variants.len(), 8);
         for i in 0..8 {
             for j in i + 1..8 {
@@ -120,7 +126,7 @@ mod tests {
             }
         }
         // 16 MiB, one in flight: payload + frame per variant, within the 64 MiB budget.
-        let w = Workload::new(16 << 20, false, 1, 1, &mut Rng::new(1));
+        let w = Workload::new(16 << 20, false, false, 1, 1, &mut Rng::new(1));
         assert_eq!(w.variants.len(), 1);
     }
 
@@ -144,12 +150,26 @@ mod tests {
     }
 
     #[test]
+    fn mixed_text_is_utf8_with_multibyte_characters() {
+        let w = Workload::new(16 << 10, true, true, 3, 2, &mut Rng::new(3));
+        assert_eq!(w.opcode, wire::OP_TEXT);
+        for v in &w.variants {
+            let s = std::str::from_utf8(&v.payload).unwrap();
+            assert_eq!(s.len(), 16 << 10);
+            assert!(s.chars().filter(|c| !c.is_ascii()).count() * 4 > s.chars().count());
+            let whole: Vec<u8> = parse(&v.frames)[..3].iter().flat_map(|f| f.2.clone()).collect();
+            assert_eq!(&whole[..], &v.payload[..]);
+        }
+        assert_ne!(w.variants[0].payload, w.variants[1].payload);
+    }
+
+    #[test]
     fn workload_frames_unmask_to_payload() {
         let mut rng = Rng::new(7);
         for (size, text, nfrags) in
             [(0usize, false, 1u32), (20, true, 1), (1000, false, 3), (70000, false, 2), (5, true, 8)]
         {
-            let w = Workload::new(size, text, nfrags, 3, &mut rng);
+            let w = Workload::new(size, text, false, nfrags, 3, &mut rng);
             assert!(!w.variants.is_empty());
             for v in &w.variants {
                 assert_eq!(v.frames.len(), 3 * w.msg_len);
