@@ -3,7 +3,8 @@
 //! Each test runs the built binary against a server on 127.0.0.1: tiny deliberately wrong
 //! thread-per-connection WebSocket servers written here (an echo with one byte flipped, an echo
 //! that sends every frame back as two fragments, a server that closes with 1011 after the upgrade,
-//! one that refuses the upgrade with 400), and the real `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
+//! one that refuses the upgrade with 400, a correct echo whose 101 response comes in pieces), and
+//! the real `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
 //! and, as a backstop, by a deadline after which the test kills it and fails. Results are read
 //! from `--json`.
 
@@ -28,6 +29,9 @@ enum Behaviour {
     Close1011,
     /// Answer the upgrade request with `400 Bad Request`.
     Refuse400,
+    /// A correct frame-for-frame echo, but the 101 response arrives in pieces (separate writes
+    /// 50 ms apart), so the client must keep a partial response between reads.
+    SlowUpgrade,
 }
 
 /// Starts a thread-per-connection test server; returns its address. The accept thread lives
@@ -137,7 +141,14 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         accept_key(&key)
     );
-    s.write_all(resp.as_bytes())?;
+    if behaviour == Behaviour::SlowUpgrade {
+        for piece in resp.as_bytes().chunks(resp.len() / 3 + 1) {
+            s.write_all(piece)?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        s.write_all(resp.as_bytes())?;
+    }
     if behaviour == Behaviour::Close1011 {
         s.write_all(&frame(0x8, &1011u16.to_be_bytes()))?;
     }
@@ -156,6 +167,7 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
             0x9 => s.write_all(&frame(0xA, &payload))?,
             0xA => {}
             _ if behaviour == Behaviour::Close1011 => {} // closing: data is ignored
+            _ if behaviour == Behaviour::SlowUpgrade => s.write_all(&frame_fin(fin, op, &payload))?,
             _ if behaviour == Behaviour::SplitFrames => {
                 let (a, b) = payload.split_at(payload.len() / 2);
                 let mut out = frame_fin(false, op, a);
@@ -334,6 +346,16 @@ fn refused_upgrade_is_counted_by_status() {
     assert_eq!(r.status.code(), Some(1));
     // The readiness line still comes, saying what is missing.
     assert!(r.stdout.contains("UPGRADE_INCOMPLETE upgraded=0 n=5"), "{}", r.stdout);
+}
+
+#[test]
+fn upgrade_response_split_over_reads() {
+    let addr = spawn_server(Behaviour::SlowUpgrade);
+    let r = wsbench("slow-upgrade", &["-q", "-c", "3", "-k", "2", "-d", "0.5", &url(addr)], Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 3, "{}", r.json);
+    assert!(num(&r.json, "messages") > 0, "{}", r.json);
+    assert_eq!(num(&r.json, "clean_closes"), 3, "{}", r.json);
 }
 
 #[test]

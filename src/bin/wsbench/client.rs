@@ -1,22 +1,22 @@
 //! One echo/rate/idle-mode connection: what it sends (copies of the workload's prepared frames)
-//! and how it checks what comes back, plugged into the shared transport (`transport`) that does
-//! the connect, the upgrade, the read loop, frame splitting and error classification.
+//! and how it checks what comes back — [`EchoHooks`], composed with the shared transport's
+//! `Link` into a [`Conn`] (`transport` does the connect, the upgrade, the read loop, frame
+//! splitting and error classification).
 //!
 //! Owns the per-connection message state, which is kept small: a few counters, a ring of send
 //! timestamps sized to the messages allowed in flight, the frame fidelity cursor (`frag`), and a
-//! lazily boxed [`Extra`] for the rare things (a handshake response split over reads, control
-//! frame payloads, a pending pong/close). Echoes are verified incrementally against the known
-//! payload as bytes arrive, and each echoed frame against the shape of the frame sent (computed
-//! from the workload, see [`Workload::shape`]); nothing is buffered per message and nothing is
-//! allocated per message. It does not own the socket
-//! plumbing (see `transport`) nor the event loop, timers or scheduling (see `worker`): the
-//! worker calls [`Session::on_event`], [`Conn::enqueue`], [`Conn::start_close`] and
-//! [`Session::timed_out`].
+//! lazily boxed [`Extra`] for the rare things (control frame payloads, a pending pong/close).
+//! Echoes are verified incrementally against the known payload as bytes arrive, and each echoed
+//! frame against the shape of the frame sent (computed from the workload, see
+//! [`Workload::shape`]); nothing is buffered per message and nothing is allocated per message. It
+//! does not own the socket plumbing (see `transport`) nor the event loop, timers or scheduling
+//! (see `worker`): the worker calls `Conn::on_event`, [`Conn::enqueue`], `Conn::start_close` and
+//! `Conn::timed_out`.
 
 use mio::net::TcpStream;
 
 use crate::frag::{self, Data, Fidelity};
-use crate::transport::{self, write_some, Link, Session, State};
+use crate::transport::{self, write_some, Hooks, Link, State};
 use crate::wire;
 use crate::workload::Workload;
 
@@ -36,8 +36,6 @@ pub type Ctx<'a> = transport::Ctx<'a, Echo<'a>>;
 
 /// The rarely needed parts of a connection, boxed on first use.
 struct Extra {
-    /// Handshake response bytes while it is incomplete.
-    hs_buf: Vec<u8>,
     /// Payload of the control frame being read.
     ctl_rx: [u8; 125],
     ctl_rx_len: u8,
@@ -49,22 +47,15 @@ struct Extra {
 
 impl Extra {
     fn new() -> Box<Extra> {
-        Box::new(Extra {
-            hs_buf: Vec::new(),
-            ctl_rx: [0; 125],
-            ctl_rx_len: 0,
-            ctl_tx: [0; 131],
-            ctl_tx_len: 0,
-            ctl_tx_off: 0,
-        })
+        Box::new(Extra { ctl_rx: [0; 125], ctl_rx_len: 0, ctl_tx: [0; 131], ctl_tx_len: 0, ctl_tx_off: 0 })
     }
 }
 
-pub struct Conn {
-    /// Socket, life state, upgrade and frame-header progress, deadline.
-    pub link: Link,
-    /// Global connection index (over all processes and loops).
-    pub index: u32,
+/// An echo/rate/idle connection: the shared transport state composed with [`EchoHooks`].
+pub type Conn = transport::Conn<EchoHooks>;
+
+/// The echo/rate/idle part of a connection.
+pub struct EchoHooks {
     /// Payload variant used by this connection.
     variant: u16,
     /// Sends messages (see `--active`).
@@ -108,37 +99,38 @@ impl Conn {
     ) -> Conn {
         let nvar = ctx.m.work.variants.len().max(1);
         Conn {
-            link: Link::new(stream, key, ctx.now, connect_timeout_ns),
-            index,
-            variant: (index as usize % nvar) as u16,
-            active,
-            in_ready: false,
-            we_closed: false,
-            close_queued: false,
-            close_sent: false,
-            close_rcvd: false,
-            tx_off: 0,
-            tx_pending: 0,
-            ring: if active && in_flight > 0 { vec![0u64; in_flight].into_boxed_slice() } else { Box::new([]) },
-            ring_head: 0,
-            ring_len: 0,
-            frame_op: 0,
-            frame_fin: false,
-            in_msg: false,
-            msg_off: 0,
-            msg_bad: false,
-            fid: Fidelity::default(),
-            extra: None,
+            link: Link::new(stream, index, key, ctx.now, connect_timeout_ns),
+            hooks: EchoHooks {
+                variant: (index as usize % nvar) as u16,
+                active,
+                in_ready: false,
+                we_closed: false,
+                close_queued: false,
+                close_sent: false,
+                close_rcvd: false,
+                tx_off: 0,
+                tx_pending: 0,
+                ring: if active && in_flight > 0 { vec![0u64; in_flight].into_boxed_slice() } else { Box::new([]) },
+                ring_head: 0,
+                ring_len: 0,
+                frame_op: 0,
+                frame_fin: false,
+                in_msg: false,
+                msg_off: 0,
+                msg_bad: false,
+                fid: Fidelity::default(),
+                extra: None,
+            },
         }
     }
 
     /// Messages that may still be queued.
     #[inline]
     pub fn room(&self) -> usize {
-        if self.link.state != State::Open || self.close_queued {
+        if self.link.state != State::Open || self.hooks.close_queued {
             0
         } else {
-            self.ring.len() - self.ring_len as usize
+            self.hooks.ring.len() - self.hooks.ring_len as usize
         }
     }
 
@@ -149,22 +141,22 @@ impl Conn {
         if self.room() == 0 {
             return false;
         }
-        let cap = self.ring.len() as u32;
-        let mut slot = self.ring_head + self.ring_len;
+        let cap = self.hooks.ring.len() as u32;
+        let mut slot = self.hooks.ring_head + self.hooks.ring_len;
         if slot >= cap {
             slot -= cap;
         }
-        self.ring[slot as usize] = stamp;
-        self.ring_len += 1;
-        self.tx_pending += 1;
+        self.hooks.ring[slot as usize] = stamp;
+        self.hooks.ring_len += 1;
+        self.hooks.tx_pending += 1;
         true
     }
 
     #[inline]
     fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) {
-        if !self.msg_bad {
-            let p = &ctx.m.work.variants[self.variant as usize].payload;
-            let start = self.msg_off as usize;
+        if !self.hooks.msg_bad {
+            let p = &ctx.m.work.variants[self.hooks.variant as usize].payload;
+            let start = self.hooks.msg_off as usize;
             let end = start.saturating_add(chunk.len());
             if end > p.len() {
                 self.mismatch(ctx, format!("echo longer than the {} bytes sent", p.len()));
@@ -180,16 +172,16 @@ impl Conn {
                 self.mismatch(ctx, what);
             }
         }
-        self.msg_off += chunk.len() as u64;
+        self.hooks.msg_off += chunk.len() as u64;
     }
 
     /// Marks the current message bad (counted when it ends); describes the first few.
     fn mismatch(&mut self, ctx: &mut Ctx<'_>, what: String) {
-        if !self.msg_bad {
-            self.msg_bad = true;
+        if !self.hooks.msg_bad {
+            self.hooks.msg_bad = true;
             if ctx.mismatch_logs < 5 {
                 ctx.mismatch_logs += 1;
-                eprintln!("wsbench: echo mismatch on connection #{}: {what}", self.index);
+                eprintln!("wsbench: echo mismatch on connection #{}: {what}", self.link.index);
             }
         }
     }
@@ -198,35 +190,35 @@ impl Conn {
     /// is counted when the message ends); describes the first few errors.
     fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
         let work = ctx.m.work;
-        if let Err(what) = self.fid.check(h, work.opcode == wire::OP_TEXT, |k| work.shape(k)) {
+        if let Err(what) = self.hooks.fid.check(h, work.opcode == wire::OP_TEXT, |k| work.shape(k)) {
             if ctx.mismatch_logs < 5 {
                 ctx.mismatch_logs += 1;
-                eprintln!("wsbench: frame fidelity error on connection #{}: {what}", self.index);
+                eprintln!("wsbench: frame fidelity error on connection #{}: {what}", self.link.index);
             }
         }
     }
 
     fn end_message(&mut self, ctx: &mut Ctx<'_>) {
         let size = ctx.m.work.size as u64;
-        if !self.msg_bad && self.msg_off != size {
-            self.mismatch(ctx, format!("echo of {} bytes, {} sent", self.msg_off, size));
+        if !self.hooks.msg_bad && self.hooks.msg_off != size {
+            self.mismatch(ctx, format!("echo of {} bytes, {} sent", self.hooks.msg_off, size));
         }
-        self.in_msg = false;
-        let stamp = if self.ring_len > 0 {
-            let s = self.ring[self.ring_head as usize];
-            self.ring_head += 1;
-            if self.ring_head as usize == self.ring.len() {
-                self.ring_head = 0;
+        self.hooks.in_msg = false;
+        let stamp = if self.hooks.ring_len > 0 {
+            let s = self.hooks.ring[self.hooks.ring_head as usize];
+            self.hooks.ring_head += 1;
+            if self.hooks.ring_head as usize == self.hooks.ring.len() {
+                self.hooks.ring_head = 0;
             }
-            self.ring_len -= 1;
+            self.hooks.ring_len -= 1;
             Some(s)
         } else {
             None
         };
         // A fidelity error fails the message like a byte mismatch: counted, not echoed.
-        ctx.stats.mismatches += u64::from(self.msg_bad);
-        ctx.stats.fidelity_errors += u64::from(self.fid.is_bad());
-        let good = !self.msg_bad && !self.fid.is_bad();
+        ctx.stats.mismatches += u64::from(self.hooks.msg_bad);
+        ctx.stats.fidelity_errors += u64::from(self.hooks.fid.is_bad());
+        let good = !self.hooks.msg_bad && !self.hooks.fid.is_bad();
         if let Some(stamp) = stamp.filter(|_| good) {
             ctx.msgs_total += 1;
             ctx.bytes_total += size;
@@ -238,14 +230,14 @@ impl Conn {
         }
         if stamp.is_some() {
             ctx.freed = true;
-            if ctx.m.refill && self.active {
+            if ctx.m.refill && self.hooks.active {
                 self.enqueue(ctx.now);
             }
         }
     }
 
     fn on_close_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Ended> {
-        let (len, b0, b1) = match self.extra.as_ref() {
+        let (len, b0, b1) = match self.hooks.extra.as_ref() {
             Some(x) => (x.ctl_rx_len, x.ctl_rx[0], x.ctl_rx[1]),
             None => (0, 0, 0),
         };
@@ -254,8 +246,8 @@ impl Conn {
             1 => return Err(self.protocol_error(ctx, "close frame with a 1-byte payload")),
             _ => u16::from_be_bytes([b0, b1]),
         };
-        self.close_rcvd = true;
-        if self.we_closed {
+        self.hooks.close_rcvd = true;
+        if self.hooks.we_closed {
             ctx.stats.clean_closes += 1;
         } else {
             ctx.stats.server_close(code);
@@ -269,22 +261,22 @@ impl Conn {
     }
 
     fn queue_close(&mut self, ctx: &mut Ctx<'_>, code: Option<u16>) {
-        if self.close_queued {
+        if self.hooks.close_queued {
             return;
         }
-        self.close_queued = true;
+        self.hooks.close_queued = true;
         // Keep only a frame that is partly written; forget the rest of the queue.
-        let keep = u32::from(self.tx_off > 0);
-        self.ring_len -= self.tx_pending - keep;
-        self.tx_pending = keep;
-        let x = self.extra.get_or_insert_with(Extra::new);
+        let keep = u32::from(self.hooks.tx_off > 0);
+        self.hooks.ring_len -= self.hooks.tx_pending - keep;
+        self.hooks.tx_pending = keep;
+        let x = self.hooks.extra.get_or_insert_with(Extra::new);
         let n = match code {
             Some(1000) => {
                 x.ctl_tx[..8].copy_from_slice(&ctx.m.work.close_frame);
                 8
             }
             Some(c) => {
-                let mask = (ctx.now as u32 ^ self.index).to_le_bytes();
+                let mask = (ctx.now as u32 ^ self.link.index).to_le_bytes();
                 wire::masked_control_frame(wire::OP_CLOSE, &c.to_be_bytes(), mask, &mut x.ctl_tx)
             }
             None => wire::masked_control_frame(wire::OP_CLOSE, &[], [1, 2, 3, 4], &mut x.ctl_tx),
@@ -294,65 +286,63 @@ impl Conn {
     }
 }
 
-impl<'a> Session<'a> for Conn {
+impl<'a> Hooks<'a> for EchoHooks {
     type X = Echo<'a>;
     type End = Ended;
 
-    transport::session_glue!(Ended, Ended);
+    const FAILED: Ended = Ended;
+    const DROPPED: Ended = Ended;
 
-    fn on_upgrade(&mut self, ctx: &mut Ctx<'a>) {
+    fn on_upgrade(c: &mut Conn, ctx: &mut Ctx<'a>) {
         ctx.stats.upgraded += 1;
-        if self.extra.as_ref().is_some_and(|x| x.ctl_tx_len == 0) {
-            self.extra = None;
-        }
-        if self.active && ctx.m.refill {
-            while self.enqueue(ctx.now) {}
+        if c.hooks.active && ctx.m.refill {
+            while c.enqueue(ctx.now) {}
         }
     }
 
-    fn after_upgrade(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
-        self.flush(ctx)
+    fn after_upgrade(c: &mut Conn, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        c.flush(ctx)
     }
 
-    fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), Ended> {
+    fn start_frame(c: &mut Conn, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), Ended> {
         if h.opcode & 0x8 == 0 {
-            match frag::classify(h.opcode, self.in_msg) {
-                Err(e) => return Err(self.protocol_error(ctx, e)),
+            match frag::classify(h.opcode, c.hooks.in_msg) {
+                Err(e) => return Err(c.protocol_error(ctx, e)),
                 Ok(Data::First) => {
-                    self.in_msg = true;
-                    self.msg_off = 0;
-                    self.msg_bad = false;
-                    self.fid.start_message();
-                    if self.ring_len == 0 {
-                        self.mismatch(ctx, "a message arrived with none in flight".into());
+                    c.hooks.in_msg = true;
+                    c.hooks.msg_off = 0;
+                    c.hooks.msg_bad = false;
+                    c.hooks.fid.start_message();
+                    if c.hooks.ring_len == 0 {
+                        c.mismatch(ctx, "a message arrived with none in flight".into());
                     } else if h.opcode != ctx.m.work.opcode {
-                        self.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
+                        c.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
                     }
                 }
                 Ok(Data::Continuation) => {}
             }
-            if ctx.cfg.fidelity && self.ring_len > 0 {
-                self.check_frame(ctx, h);
+            if ctx.cfg.fidelity && c.hooks.ring_len > 0 {
+                c.check_frame(ctx, h);
             }
-        } else if let Some(x) = self.extra.as_mut() {
+        } else if let Some(x) = c.hooks.extra.as_mut() {
             x.ctl_rx_len = 0;
         }
         if h.opcode & 0x8 == 0 {
             // Remember data frames as "data", whatever their opcode, for the payload check.
-            self.frame_op = wire::OP_BINARY;
+            c.hooks.frame_op = wire::OP_BINARY;
         } else {
-            self.frame_op = h.opcode;
+            c.hooks.frame_op = h.opcode;
         }
-        self.frame_fin = h.fin;
+        c.hooks.frame_fin = h.fin;
         Ok(())
     }
 
     #[inline]
-    fn frame_bytes(&mut self, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), Ended> {
-        if self.frame_op & 0x8 == 0 {
-            self.check_payload(ctx, chunk);
+    fn frame_bytes(c: &mut Conn, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), Ended> {
+        if c.hooks.frame_op & 0x8 == 0 {
+            c.check_payload(ctx, chunk);
         } else {
-            let x = self.extra.get_or_insert_with(Extra::new);
+            let x = c.hooks.extra.get_or_insert_with(Extra::new);
             let at = x.ctl_rx_len as usize;
             x.ctl_rx[at..at + chunk.len()].copy_from_slice(chunk);
             x.ctl_rx_len += chunk.len() as u8;
@@ -360,16 +350,16 @@ impl<'a> Session<'a> for Conn {
         Ok(())
     }
 
-    fn end_frame(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
-        match self.frame_op {
-            wire::OP_CLOSE => self.on_close_frame(ctx),
+    fn end_frame(c: &mut Conn, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        match c.hooks.frame_op {
+            wire::OP_CLOSE => c.on_close_frame(ctx),
             wire::OP_PING => {
-                if !self.close_queued {
-                    let x = self.extra.get_or_insert_with(Extra::new);
+                if !c.hooks.close_queued {
+                    let x = c.hooks.extra.get_or_insert_with(Extra::new);
                     if x.ctl_tx_len == 0 {
                         let len = x.ctl_rx_len as usize;
                         let payload = x.ctl_rx;
-                        let mask = (ctx.now as u32 ^ self.index.rotate_left(13)).to_le_bytes();
+                        let mask = (ctx.now as u32 ^ c.link.index.rotate_left(13)).to_le_bytes();
                         let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len], mask, &mut x.ctl_tx);
                         x.ctl_tx_len = n as u8;
                         x.ctl_tx_off = 0;
@@ -379,8 +369,8 @@ impl<'a> Session<'a> for Conn {
             }
             wire::OP_PONG => Ok(()),
             _ => {
-                if self.frame_fin {
-                    self.end_message(ctx);
+                if c.hooks.frame_fin {
+                    c.end_message(ctx);
                 }
                 Ok(())
             }
@@ -389,76 +379,76 @@ impl<'a> Session<'a> for Conn {
 
     /// Writes what is queued: the rest of a partly written frame, then a pending control frame,
     /// then queued data frames (all in one `write` when possible), until the socket is full.
-    fn flush(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+    fn flush(c: &mut Conn, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
         let flen = ctx.m.work.msg_len;
         loop {
-            let ctl_pending = self.extra.as_ref().is_some_and(|x| x.ctl_tx_off < x.ctl_tx_len);
+            let ctl_pending = c.hooks.extra.as_ref().is_some_and(|x| x.ctl_tx_off < x.ctl_tx_len);
             let res;
             let is_data;
-            if self.tx_pending > 0 && (self.tx_off > 0 || !ctl_pending) {
-                let frames = &ctx.m.work.variants[self.variant as usize].frames;
-                let end = if ctl_pending { flen } else { self.tx_pending as usize * flen };
-                res = write_some(&mut self.link.stream, &frames[self.tx_off as usize..end]);
+            if c.hooks.tx_pending > 0 && (c.hooks.tx_off > 0 || !ctl_pending) {
+                let frames = &ctx.m.work.variants[c.hooks.variant as usize].frames;
+                let end = if ctl_pending { flen } else { c.hooks.tx_pending as usize * flen };
+                res = write_some(&mut c.link.stream, &frames[c.hooks.tx_off as usize..end]);
                 is_data = true;
             } else if ctl_pending {
-                let x = self.extra.as_ref().expect("ctl pending");
-                res = write_some(&mut self.link.stream, &x.ctl_tx[x.ctl_tx_off as usize..x.ctl_tx_len as usize]);
+                let x = c.hooks.extra.as_ref().expect("ctl pending");
+                res = write_some(&mut c.link.stream, &x.ctl_tx[x.ctl_tx_off as usize..x.ctl_tx_len as usize]);
                 is_data = false;
             } else {
                 return Ok(());
             }
             match res {
-                Ok(Some(0)) => return Err(self.write_zero(ctx)),
+                Ok(Some(0)) => return Err(c.write_zero(ctx)),
                 Ok(Some(n)) => {
                     if is_data {
-                        let total = self.tx_off as usize + n;
-                        self.tx_pending -= (total / flen) as u32;
-                        self.tx_off = (total % flen) as u32;
+                        let total = c.hooks.tx_off as usize + n;
+                        c.hooks.tx_pending -= (total / flen) as u32;
+                        c.hooks.tx_off = (total % flen) as u32;
                     } else {
-                        let x = self.extra.as_mut().expect("ctl pending");
+                        let x = c.hooks.extra.as_mut().expect("ctl pending");
                         x.ctl_tx_off += n as u8;
                         if x.ctl_tx_off == x.ctl_tx_len {
                             x.ctl_tx_len = 0;
                             x.ctl_tx_off = 0;
-                            if self.close_queued {
+                            if c.hooks.close_queued {
                                 // Now the server closes TCP (we wait for EOF so TIME_WAIT
                                 // lands on its side, not on our ports).
-                                self.close_sent = true;
+                                c.hooks.close_sent = true;
                             }
                         }
                     }
                 }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(self.on_io_error(ctx, &e)),
+                Err(e) => return Err(c.on_io_error(ctx, &e)),
             }
         }
     }
 
     /// Counts this connection as lost unless we are the ones closing.
-    fn lose(&mut self, ctx: &mut Ctx<'a>, reason: &str) {
-        if !self.we_closed && !ctx.shutting_down {
+    fn lose(c: &mut Conn, ctx: &mut Ctx<'a>, reason: &str) {
+        if !c.hooks.we_closed && !ctx.shutting_down {
             ctx.stats.lost_connection(reason);
         }
     }
 
     /// Starts our close handshake (code 1000): unsent messages are dropped, a partly written
     /// frame is finished first. Connections not yet open just end.
-    fn start_close(&mut self, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
-        match self.link.state {
+    fn start_close(c: &mut Conn, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
+        match c.link.state {
             State::Connecting | State::Upgrading => Err(Ended),
             State::Closing => Ok(()),
             State::Open => {
-                self.we_closed = true;
-                self.link.state = State::Closing;
-                self.link.deadline = ctx.now + ctx.close_timeout_ns;
-                self.queue_close(ctx, Some(1000));
-                self.flush(ctx)
+                c.hooks.we_closed = true;
+                c.link.state = State::Closing;
+                c.link.deadline = ctx.now + ctx.close_timeout_ns;
+                c.queue_close(ctx, Some(1000));
+                c.flush(ctx)
             }
         }
     }
 
-    fn open_timeout(&mut self, ctx: &mut Ctx<'a>) -> Ended {
-        if self.link.state == State::Closing && self.we_closed && !self.close_rcvd {
+    fn open_timeout(c: &mut Conn, ctx: &mut Ctx<'a>) -> Ended {
+        if c.link.state == State::Closing && c.hooks.we_closed && !c.hooks.close_rcvd {
             ctx.stats.close_timeouts += 1;
         }
         Ended

@@ -22,7 +22,7 @@ use crate::net::{self, Plan};
 use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
 use crate::sys::{now_ns, stop_requested};
-use crate::transport::{Ctx, Session, State};
+use crate::transport::{Conn, Ctx, Hooks, State};
 
 /// Token of a mode's timer (connections use slab keys, far below this).
 pub const TIMER: Token = Token(usize::MAX - 1);
@@ -34,13 +34,13 @@ const TICK_NS: u64 = 100_000_000;
 const SWEEP_NS: u64 = 250_000_000;
 
 /// The state every loop has.
-pub struct Core<'a, C: Session<'a>> {
+pub struct Core<'a, H: Hooks<'a>> {
     pub cfg: &'a Config,
     pub plan: &'a Plan,
     pub share: &'a Share,
     pub poll: Poll,
-    pub conns: Slab<C>,
-    pub ctx: Ctx<'a, C::X>,
+    pub conns: Slab<Conn<H>>,
+    pub ctx: Ctx<'a, H::X>,
     rbuf: Vec<u8>,
     /// Connections connecting or upgrading.
     pub pending: usize,
@@ -58,46 +58,47 @@ pub struct Core<'a, C: Session<'a>> {
 
 /// The mode-specific parts of a loop.
 pub trait Mode<'a>: Sized {
-    type Conn: Session<'a>;
+    /// The mode's part of its connections.
+    type H: Hooks<'a>;
 
     /// A connection object for `index` whose TCP connect was just started (`ctx.now` is set).
     fn new_conn(
         &mut self,
-        ctx: &Ctx<'a, <Self::Conn as Session<'a>>::X>,
+        ctx: &Ctx<'a, <Self::H as Hooks<'a>>::X>,
         stream: TcpStream,
         index: usize,
         incarnation: u32,
-    ) -> Self::Conn;
+    ) -> Conn<Self::H>;
     /// After a connection call (`became_open`/`freed` are in the context); the connection has
     /// already been ended when `ended`.
-    fn after_call(&mut self, core: &mut Core<'a, Self::Conn>, key: usize, ended: bool);
+    fn after_call(&mut self, core: &mut Core<'a, Self::H>, key: usize, ended: bool);
     /// A connection was removed (`end`: why, from its call).
-    fn ended(&mut self, _core: &mut Core<'a, Self::Conn>, _c: &Self::Conn, _end: <Self::Conn as Session<'a>>::End) {}
+    fn ended(&mut self, _core: &mut Core<'a, Self::H>, _c: &Conn<Self::H>, _end: <Self::H as Hooks<'a>>::End) {}
     /// Ramp-up is over with something open (or due to reopen). True: go to the measured window at once.
-    fn on_ramp_done(&mut self, core: &mut Core<'a, Self::Conn>, now: u64) -> bool;
+    fn on_ramp_done(&mut self, core: &mut Core<'a, Self::H>, now: u64) -> bool;
     /// Connections this mode will open again (soak reconnects): with none open but some due, the
     /// run goes on instead of ending at ramp-up.
     fn pending_reopens(&self) -> usize {
         0
     }
     /// The measured window begins.
-    fn on_measure(&mut self, _core: &mut Core<'a, Self::Conn>, _now: u64) {}
+    fn on_measure(&mut self, _core: &mut Core<'a, Self::H>, _now: u64) {}
     /// Closing begins (before every connection is asked to close).
-    fn on_shutdown(&mut self, core: &mut Core<'a, Self::Conn>, now: u64);
+    fn on_shutdown(&mut self, core: &mut Core<'a, Self::H>, now: u64);
     /// Each round, after phase changes.
-    fn each_round(&mut self, core: &mut Core<'a, Self::Conn>, now: u64);
+    fn each_round(&mut self, core: &mut Core<'a, Self::H>, now: u64);
     /// The earliest time the mode needs to run, given the loop's `t`.
-    fn next_wake(&mut self, core: &mut Core<'a, Self::Conn>, now: u64, t: u64) -> u64;
+    fn next_wake(&mut self, core: &mut Core<'a, Self::H>, now: u64, t: u64) -> u64;
     /// An event on [`TIMER`].
-    fn on_timer(&mut self, _core: &mut Core<'a, Self::Conn>) {}
+    fn on_timer(&mut self, _core: &mut Core<'a, Self::H>) {}
     /// The connection's deadline also applies while it is open.
-    fn deadline_when_open(_c: &Self::Conn) -> bool {
+    fn deadline_when_open(_c: &Conn<Self::H>) -> bool {
         false
     }
 }
 
-impl<'a, C: Session<'a>> Core<'a, C> {
-    pub fn new(cfg: &'a Config, plan: &'a Plan, share: &'a Share, ctx: Ctx<'a, C::X>) -> io::Result<Self> {
+impl<'a, H: Hooks<'a>> Core<'a, H> {
+    pub fn new(cfg: &'a Config, plan: &'a Plan, share: &'a Share, ctx: Ctx<'a, H::X>) -> io::Result<Self> {
         let now = ctx.now;
         Ok(Core {
             cfg,
@@ -121,7 +122,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
 
     /// Runs the loop to the end and returns its statistics. `tick` is called about every 100 ms
     /// after `live` was updated (the single-loop case drives the progress monitor from here).
-    pub fn run<M: Mode<'a, Conn = C>>(mut self, m: &mut M, live: &Live, tick: &mut dyn FnMut()) -> io::Result<Stats> {
+    pub fn run<M: Mode<'a, H = H>>(mut self, m: &mut M, live: &Live, tick: &mut dyn FnMut()) -> io::Result<Stats> {
         self.ctx.stats.target = self.share.conns as u64;
         live.target.store(self.share.conns as u64, Relaxed);
         self.run_loop(m, live, tick)?;
@@ -132,7 +133,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         Ok(stats)
     }
 
-    fn run_loop<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, live: &Live, tick: &mut dyn FnMut()) -> io::Result<()> {
+    fn run_loop<M: Mode<'a, H = H>>(&mut self, m: &mut M, live: &Live, tick: &mut dyn FnMut()) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = self.start;
         let mut next_sweep = self.start + SWEEP_NS;
@@ -241,7 +242,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
     }
 
     /// Bookkeeping after a connection call: open/pending counts, then the mode's, and removal.
-    pub fn after_call<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, key: usize, r: Result<(), C::End>) {
+    pub fn after_call<M: Mode<'a, H = H>>(&mut self, m: &mut M, key: usize, r: Result<(), H::End>) {
         if self.ctx.became_open {
             self.pending -= 1;
             self.open += 1;
@@ -256,9 +257,9 @@ impl<'a, C: Session<'a>> Core<'a, C> {
 
     /// Removes an ended connection (dropping it closes the socket, which also takes it out of
     /// the epoll set).
-    pub fn end<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, key: usize, e: C::End) {
+    pub fn end<M: Mode<'a, H = H>>(&mut self, m: &mut M, key: usize, e: H::End) {
         let c = self.conns.remove(key);
-        if c.link_ref().upgraded {
+        if c.link.upgraded {
             self.open -= 1;
         } else {
             self.pending -= 1;
@@ -267,7 +268,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
     }
 
     /// Starts a TCP connect for `index`; false when it failed at once (counted).
-    pub fn connect<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, index: usize, incarnation: u32, now: u64) -> bool {
+    pub fn connect<M: Mode<'a, H = H>>(&mut self, m: &mut M, index: usize, incarnation: u32, now: u64) -> bool {
         let mut stream = match net::start_connect(self.plan.target, self.plan.source_for(index)) {
             Ok(s) => s,
             Err(e) => {
@@ -288,7 +289,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         true
     }
 
-    fn start_connects<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64) {
+    fn start_connects<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
         let end = self.share.first + self.share.conns;
         while self.next_index < end && self.pending < self.cfg.max_pending {
             if let Some(r) = self.share.connect_rate {
@@ -305,7 +306,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         }
     }
 
-    fn ramp_done<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64, live: &Live) {
+    fn ramp_done<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64, live: &Live) {
         live.settled.store(true, Relaxed);
         // Give up on connections never started (ramp timeout): they are simply not attempted.
         self.next_index = self.share.first + self.share.conns;
@@ -321,13 +322,13 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         }
     }
 
-    fn begin_measure<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64) {
+    fn begin_measure<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
         self.phase = Phase::Measure;
         self.phase_until = now + self.cfg.duration.as_nanos() as u64;
         m.on_measure(self, now);
     }
 
-    fn begin_shutdown<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64) {
+    fn begin_shutdown<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
         m.on_shutdown(self, now);
         self.ctx.counting = false;
         self.ctx.shutting_down = true;
@@ -345,7 +346,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         self.keys = keys;
     }
 
-    fn finish<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64) {
+    fn finish<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
         self.ctx.now = now;
         self.keys.clear();
         self.keys.extend(self.conns.iter().map(|(k, _)| k));
@@ -355,14 +356,14 @@ impl<'a, C: Session<'a>> Core<'a, C> {
 
     /// Ends connections whose deadline passed: connect/upgrade, close reply, and whatever the
     /// mode watches while open.
-    fn sweep<M: Mode<'a, Conn = C>>(&mut self, m: &mut M, now: u64) {
+    fn sweep<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
         self.ctx.now = now;
         self.keys.clear();
         self.keys.extend(
             self.conns
                 .iter()
                 .filter(|(_, c)| {
-                    let link = c.link_ref();
+                    let link = &c.link;
                     link.deadline <= now && (link.state != State::Open || M::deadline_when_open(c))
                 })
                 .map(|(k, _)| k),
@@ -370,7 +371,7 @@ impl<'a, C: Session<'a>> Core<'a, C> {
         self.time_out_keys(m);
     }
 
-    fn time_out_keys<M: Mode<'a, Conn = C>>(&mut self, m: &mut M) {
+    fn time_out_keys<M: Mode<'a, H = H>>(&mut self, m: &mut M) {
         let keys = std::mem::take(&mut self.keys);
         for &k in &keys {
             let e = self.conns[k].timed_out(&mut self.ctx);

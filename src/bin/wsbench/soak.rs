@@ -24,7 +24,7 @@ use crate::mioloop::{self, RBUF_LEN};
 use crate::net::Plan;
 use crate::payload::Gen;
 use crate::run::{Live, Phase, Share};
-use crate::soak_conn::{Ctx, End, Soak, SoakConn, TxParams, WRITE_CHUNK};
+use crate::soak_conn::{Ctx, End, Soak, SoakConn, SoakHooks, TxParams, WRITE_CHUNK};
 use crate::stats::Stats;
 use crate::sys::now_ns;
 use crate::transport::State;
@@ -47,7 +47,7 @@ struct Soaker {
     retry: BinaryHeap<Reverse<(u64, u32, u32)>>,
 }
 
-type Core<'a> = mioloop::Core<'a, SoakConn>;
+type Core<'a> = mioloop::Core<'a, SoakHooks>;
 
 /// Runs one soak loop to the end; `tick` is called about every 100 ms after `live` was updated.
 pub fn run(
@@ -79,7 +79,7 @@ pub fn run(
 }
 
 impl<'a> mioloop::Mode<'a> for Soaker {
-    type Conn = SoakConn;
+    type H = SoakHooks;
 
     fn new_conn(&mut self, ctx: &Ctx<'a>, stream: TcpStream, index: usize, incarnation: u32) -> SoakConn {
         SoakConn::new(stream, index as u32, incarnation, self.seed, ctx, self.connect_timeout_ns)
@@ -96,7 +96,7 @@ impl<'a> mioloop::Mode<'a> for Soaker {
 
     /// Schedules the reconnect of an ended connection.
     fn ended(&mut self, core: &mut Core<'a>, c: &SoakConn, end: End) {
-        if c.has_slot {
+        if c.hooks.has_slot {
             self.slots += 1;
         }
         if core.ctx.shutting_down {
@@ -106,10 +106,10 @@ impl<'a> mioloop::Mode<'a> for Soaker {
             End::Reconnect => core.ctx.now,
             // A reconnect attempt failed: try again a little later. Initial attempts that fail
             // are not retried (like the other modes, the ramp-up counts them and moves on).
-            End::Failed if c.incarnation > 0 => core.ctx.now + RETRY_NS,
+            End::Failed if c.hooks.incarnation > 0 => core.ctx.now + RETRY_NS,
             End::Failed => return,
         };
-        self.retry.push(Reverse((due, c.index, c.incarnation + 1)));
+        self.retry.push(Reverse((due, c.link.index, c.hooks.incarnation + 1)));
         // Dropping `c` closes the socket (RST when SO_LINGER 0 was set for an abrupt drop).
     }
 
@@ -162,15 +162,15 @@ impl<'a> mioloop::Mode<'a> for Soaker {
 
     /// Echo progress is watched while a message is under way.
     fn deadline_when_open(c: &SoakConn) -> bool {
-        c.has_slot
+        c.hooks.has_slot
     }
 }
 
 impl Soaker {
     fn enqueue(&mut self, core: &mut Core<'_>, key: usize) {
         let c = &mut core.conns[key];
-        if !c.queued {
-            c.queued = true;
+        if !c.hooks.queued {
+            c.hooks.queued = true;
             self.queue.push_back(key);
         }
     }
@@ -194,10 +194,10 @@ impl Soaker {
         while self.slots > 0 {
             let Some(key) = self.queue.pop_front() else { break };
             let Some(c) = core.conns.get_mut(key) else { continue };
-            if !c.queued {
+            if !c.hooks.queued {
                 continue;
             }
-            c.queued = false;
+            c.hooks.queued = false;
             if !c.can_start() {
                 continue;
             }

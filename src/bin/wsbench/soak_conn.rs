@@ -13,15 +13,16 @@
 //! message's [`Plan`] (its draws) as echoed frames arrive. A connection is a few hundred bytes; a
 //! server ping (rare) boxes a 125-byte payload.
 //!
-//! It owns the soak message logic only, plugged into the shared transport as a [`Session`]: the
-//! connect, upgrade, read loop, frame splitting and error classification live in `transport`. It
-//! does not own the event loop, the activity slots or reconnect scheduling (see `soak`).
+//! It owns the soak message logic only ([`SoakHooks`]), composed with the shared transport's
+//! `Link` into a [`SoakConn`]: the connect, upgrade, read loop, frame splitting and error
+//! classification live in `transport`. It does not own the event loop, the activity slots or
+//! reconnect scheduling (see `soak`).
 
 use mio::net::TcpStream;
 
 use crate::frag::{self, Data, Fidelity, Shape};
 use crate::payload::{apply_mask, mix, Gen};
-use crate::transport::{self, write_some, Link, Session, State};
+use crate::transport::{self, write_some, Hooks, Link, State};
 use crate::wire::{self, Rng, MAX_HEADER};
 
 /// Most pings one message may carry (they are answered before the echo ends).
@@ -392,9 +393,8 @@ pub struct Soak<'a> {
 /// Per-loop context handed to every call.
 pub type Ctx<'a> = transport::Ctx<'a, Soak<'a>>;
 
-/// Rare, boxed on first use: a split handshake response, a server ping to answer.
+/// Rare, boxed on first use: a server ping to answer.
 struct Extra {
-    hs_buf: Vec<u8>,
     /// Payload of the server ping being read.
     ping_in: [u8; 125],
     /// Latest complete server ping payload not yet answered.
@@ -407,14 +407,7 @@ struct Extra {
 
 impl Extra {
     fn new() -> Box<Extra> {
-        Box::new(Extra {
-            hs_buf: Vec::new(),
-            ping_in: [0; 125],
-            pong_pending: None,
-            pong_tx: [0; 131],
-            pong_len: 0,
-            pong_off: 0,
-        })
+        Box::new(Extra { ping_in: [0; 125], pong_pending: None, pong_tx: [0; 131], pong_len: 0, pong_off: 0 })
     }
 
     fn pong_busy(&self) -> bool {
@@ -439,11 +432,12 @@ struct Rx {
     fid: Fidelity,
 }
 
-pub struct SoakConn {
-    /// Socket, life state, upgrade and frame-header progress, deadline.
-    pub link: Link,
-    /// Global connection index (fixes the source address and the seeds).
-    pub index: u32,
+/// A soak connection: the shared transport state composed with [`SoakHooks`]. Its index
+/// (`link.index`) fixes the source address and the seeds.
+pub type SoakConn = transport::Conn<SoakHooks>;
+
+/// The soak part of a connection.
+pub struct SoakHooks {
     /// How many times this index has connected before.
     pub incarnation: u32,
     /// Waiting in the loop's queue for an activity slot.
@@ -476,49 +470,53 @@ impl SoakConn {
         let mut rng = Rng::new(mix(seed ^ mix((u64::from(index) << 32) | u64::from(incarnation))));
         let key = wire::new_key(&mut rng);
         SoakConn {
-            link: Link::new(stream, key, ctx.now, timeout_ns),
-            index,
-            incarnation,
-            queued: false,
-            has_slot: false,
-            shutdown_close: false,
-            planned_close: false,
-            drop_rst: false,
-            close_rcvd: false,
-            awaiting: false,
-            msg_started: 0,
-            rng,
-            tx: Tx::idle(),
-            rx: Rx {
-                frame_op: 0,
-                frame_fin: false,
-                in_msg: false,
-                msg_off: 0,
-                ctl_off: 0,
-                close_code: [0; 2],
-                replay: Tx::idle().plan,
-                fid: Fidelity::default(),
+            link: Link::new(stream, index, key, ctx.now, timeout_ns),
+            hooks: SoakHooks {
+                incarnation,
+                queued: false,
+                has_slot: false,
+                shutdown_close: false,
+                planned_close: false,
+                drop_rst: false,
+                close_rcvd: false,
+                awaiting: false,
+                msg_started: 0,
+                rng,
+                tx: Tx::idle(),
+                rx: Rx {
+                    frame_op: 0,
+                    frame_fin: false,
+                    in_msg: false,
+                    msg_off: 0,
+                    ctl_off: 0,
+                    close_code: [0; 2],
+                    replay: Tx::idle().plan,
+                    fid: Fidelity::default(),
+                },
+                pings: [(0, 0); PING_RING],
+                ping_head: 0,
+                ping_len: 0,
+                extra: None,
             },
-            pings: [(0, 0); PING_RING],
-            ping_head: 0,
-            ping_len: 0,
-            extra: None,
         }
     }
 
     /// Open, idle and able to start a message.
     pub fn can_start(&self) -> bool {
-        self.link.state == State::Open && !self.has_slot && self.tx.item == Item::Idle && !self.awaiting
+        self.link.state == State::Open
+            && !self.hooks.has_slot
+            && self.hooks.tx.item == Item::Idle
+            && !self.hooks.awaiting
     }
 
     /// Starts a message (the caller gave this connection an activity slot): draws its size,
     /// type, fragments and whether this message ends in a planned disconnect, then writes.
     pub fn start_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
         debug_assert!(self.can_start());
-        self.has_slot = true;
+        self.hooks.has_slot = true;
         let max = ctx.cfg.max_size as u64;
-        let r = self.rng.next_u64();
-        let a = self.rng.next_u64();
+        let r = self.hooks.rng.next_u64();
+        let a = self.hooks.rng.next_u64();
         let size = match r % 100 {
             0..=1 => max,
             2..=26 => a % (max.min(125) + 1),
@@ -527,30 +525,31 @@ impl SoakConn {
         } as u32;
         let text = (r >> 8) & 1 == 1;
         let nfrags = 1 + ((r >> 16) % ctx.cfg.max_fragments as u64) as u16;
-        let mut tx = Tx::new(Plan::new(Rng::new(self.rng.next_u64()), size, text, nfrags), self.rng.next_u64());
-        let d = self.rng.next_u64();
+        let mut tx =
+            Tx::new(Plan::new(Rng::new(self.hooks.rng.next_u64()), size, text, nfrags), self.hooks.rng.next_u64());
+        let d = self.hooks.rng.next_u64();
         if ((d >> 11) as f64 / (1u64 << 53) as f64) < ctx.cfg.disconnect_prob {
-            let where_ = self.rng.next_u64();
+            let where_ = self.hooks.rng.next_u64();
             match d % 4 {
                 0 | 1 => {
                     tx.plan.close_at = (where_ % u64::from(nfrags)) as u16;
-                    self.planned_close = true;
+                    self.hooks.planned_close = true;
                 }
                 k => {
                     // Somewhere in the message's bytes (headers included), or right after it.
                     tx.drop_at = (where_ % (u64::from(size) + 14 * u64::from(nfrags) + 1)) as u32;
-                    self.drop_rst = k == 3;
+                    self.hooks.drop_rst = k == 3;
                 }
             }
         }
         // The receiver replays the draws from here to know each frame sent.
-        self.rx.replay = tx.plan;
+        self.hooks.rx.replay = tx.plan;
         let mut ev = TxEvents::default();
         tx.boundary(&ctx.m.params, &mut ev);
-        self.tx = tx;
+        self.hooks.tx = tx;
         self.apply(ctx, &ev);
-        self.awaiting = true;
-        self.msg_started = ctx.now;
+        self.hooks.awaiting = true;
+        self.hooks.msg_started = ctx.now;
         self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
         self.flush(ctx)
     }
@@ -560,16 +559,16 @@ impl SoakConn {
         ctx.stats.fragments += u64::from(ev.frames);
         for &(s, l) in &ev.pings[..ev.n_pings] {
             ctx.stats.pings += 1;
-            if (self.ping_len as usize) < PING_RING {
-                let at = (self.ping_head as usize + self.ping_len as usize) % PING_RING;
-                self.pings[at] = (s, l);
-                self.ping_len += 1;
+            if (self.hooks.ping_len as usize) < PING_RING {
+                let at = (self.hooks.ping_head as usize + self.hooks.ping_len as usize) % PING_RING;
+                self.hooks.pings[at] = (s, l);
+                self.hooks.ping_len += 1;
             }
         }
         if ev.close_written {
             self.link.state = State::Closing;
             self.link.deadline =
-                ctx.now + if self.shutdown_close { ctx.close_timeout_ns } else { ctx.m.echo_timeout_ns };
+                ctx.now + if self.hooks.shutdown_close { ctx.close_timeout_ns } else { ctx.m.echo_timeout_ns };
         }
     }
 
@@ -581,11 +580,11 @@ impl SoakConn {
             ctx.mismatch_logs += 1;
             eprintln!(
                 "wsbench: echo mismatch on connection #{} (connection {} of this index, message of {} B {}, {} fragments): {what}",
-                self.index,
-                self.incarnation + 1,
-                self.tx.plan.size,
-                if self.tx.plan.text { "text" } else { "binary" },
-                self.tx.plan.nfrags
+                self.link.index,
+                self.hooks.incarnation + 1,
+                self.hooks.tx.plan.size,
+                if self.hooks.tx.plan.text { "text" } else { "binary" },
+                self.hooks.tx.plan.nfrags
             );
         }
         End::Reconnect
@@ -595,46 +594,46 @@ impl SoakConn {
     /// draws); a fidelity error is counted at once, once per message, and described for the
     /// first few. The bytes still agree, so the connection goes on.
     fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
-        let (replay, ping_p) = (&mut self.rx.replay, ctx.m.params.ping_p);
-        if let Err(what) = self.rx.fid.check(h, self.tx.plan.text, |_| replay.next_shape(ping_p)) {
+        let (replay, ping_p) = (&mut self.hooks.rx.replay, ctx.m.params.ping_p);
+        if let Err(what) = self.hooks.rx.fid.check(h, self.hooks.tx.plan.text, |_| replay.next_shape(ping_p)) {
             ctx.stats.fidelity_errors += 1;
             if ctx.mismatch_logs < 5 {
                 ctx.mismatch_logs += 1;
                 eprintln!(
                     "wsbench: frame fidelity error on connection #{} (message of {} B {}, {} fragments): {what}",
-                    self.index,
-                    self.tx.plan.size,
-                    if self.tx.plan.text { "text" } else { "binary" },
-                    self.tx.plan.nfrags
+                    self.link.index,
+                    self.hooks.tx.plan.size,
+                    if self.hooks.tx.plan.text { "text" } else { "binary" },
+                    self.hooks.tx.plan.nfrags
                 );
             }
         }
     }
 
     fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
-        let start = self.rx.msg_off as usize;
+        let start = self.hooks.rx.msg_off as usize;
         let exp = &mut ctx.m.vbuf[..chunk.len()];
-        ctx.m.gen.fill(self.tx.seed, self.tx.plan.size as usize, self.tx.plan.text, start, exp);
+        ctx.m.gen.fill(self.hooks.tx.seed, self.hooks.tx.plan.size as usize, self.hooks.tx.plan.text, start, exp);
         if *exp != *chunk {
             let k = exp.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
             let what = format!(
                 "byte {} of {}: expected 0x{:02x}, got 0x{:02x}",
                 start + k,
-                self.tx.plan.size,
+                self.hooks.tx.plan.size,
                 exp[k],
                 chunk[k]
             );
             return Err(self.mismatch(ctx, &what));
         }
-        self.rx.msg_off += chunk.len() as u32;
+        self.hooks.rx.msg_off += chunk.len() as u32;
         Ok(())
     }
 
     fn control_bytes(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) -> Result<(), End> {
-        let at = self.rx.ctl_off as usize;
-        match self.rx.frame_op {
+        let at = self.hooks.rx.ctl_off as usize;
+        match self.hooks.rx.frame_op {
             wire::OP_PONG => {
-                let (seed, len) = self.pings[self.ping_head as usize];
+                let (seed, len) = self.hooks.pings[self.hooks.ping_head as usize];
                 let mut exp = [0u8; 125];
                 ctx.m.gen.fill(ping_seed(seed), len as usize, false, 0, &mut exp[..len as usize]);
                 if exp[at..at + chunk.len()] != *chunk {
@@ -642,38 +641,38 @@ impl SoakConn {
                 }
             }
             wire::OP_PING => {
-                let x = self.extra.get_or_insert_with(Extra::new);
+                let x = self.hooks.extra.get_or_insert_with(Extra::new);
                 x.ping_in[at..at + chunk.len()].copy_from_slice(chunk);
             }
             _ => {
                 for (k, &b) in chunk.iter().enumerate() {
                     if at + k < 2 {
-                        self.rx.close_code[at + k] = b;
+                        self.hooks.rx.close_code[at + k] = b;
                     }
                 }
             }
         }
-        self.rx.ctl_off += chunk.len() as u8;
+        self.hooks.rx.ctl_off += chunk.len() as u8;
         Ok(())
     }
 
     fn end_message(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        self.rx.in_msg = false;
-        if self.rx.msg_off != self.tx.plan.size {
-            let what = format!("echo of {} bytes, {} sent", self.rx.msg_off, self.tx.plan.size);
+        self.hooks.rx.in_msg = false;
+        if self.hooks.rx.msg_off != self.hooks.tx.plan.size {
+            let what = format!("echo of {} bytes, {} sent", self.hooks.rx.msg_off, self.hooks.tx.plan.size);
             return Err(self.mismatch(ctx, &what));
         }
-        if !self.tx.all_sent() {
+        if !self.hooks.tx.all_sent() {
             return Err(self.mismatch(ctx, "the echo ended before the last fragment was sent"));
         }
-        if self.ping_len > 0 {
-            let what = format!("the echo ended with {} pong(s) missing", self.ping_len);
+        if self.hooks.ping_len > 0 {
+            let what = format!("the echo ended with {} pong(s) missing", self.hooks.ping_len);
             return Err(self.mismatch(ctx, &what));
         }
-        self.awaiting = false;
-        let size = u64::from(self.tx.plan.size);
+        self.hooks.awaiting = false;
+        let size = u64::from(self.hooks.tx.plan.size);
         // A fidelity error (counted when found) fails the message: it is not counted as echoed.
-        let good = !self.rx.fid.is_bad();
+        let good = !self.hooks.rx.fid.is_bad();
         if good {
             ctx.msgs_total += 1;
             ctx.bytes_total += size;
@@ -681,22 +680,22 @@ impl SoakConn {
         if good && ctx.counting {
             ctx.stats.msgs += 1;
             ctx.stats.bytes += size;
-            ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.msg_started).max(1));
+            ctx.stats.latency.saturating_record(ctx.now.saturating_sub(self.hooks.msg_started).max(1));
         }
-        if self.has_slot && self.link.state == State::Open {
-            self.has_slot = false;
+        if self.hooks.has_slot && self.link.state == State::Open {
+            self.hooks.has_slot = false;
             ctx.freed = true;
         }
         Ok(())
     }
 
     fn on_close_frame(&mut self, ctx: &mut Ctx<'_>) -> Result<(), End> {
-        let code = match self.rx.ctl_off {
+        let code = match self.hooks.rx.ctl_off {
             0 => 1005,
             1 => return Err(self.protocol_error(ctx, "close frame with a 1-byte payload")),
-            _ => u16::from_be_bytes(self.rx.close_code),
+            _ => u16::from_be_bytes(self.hooks.rx.close_code),
         };
-        let we_closed = self.tx.item == Item::Closed;
+        let we_closed = self.hooks.tx.item == Item::Closed;
         if !we_closed {
             // The server closed on its own (or answered a close we have not finished writing).
             ctx.stats.server_close(code);
@@ -705,17 +704,17 @@ impl SoakConn {
             }
             return Err(End::Reconnect);
         }
-        self.close_rcvd = true;
+        self.hooks.close_rcvd = true;
         if code != 1000 {
             return Err(self.mismatch(ctx, &format!("close reply with code {code} to our 1000")));
         }
-        if self.ping_len > 0 {
-            let what = format!("close reply with {} pong(s) missing", self.ping_len);
+        if self.hooks.ping_len > 0 {
+            let what = format!("close reply with {} pong(s) missing", self.hooks.ping_len);
             return Err(self.mismatch(ctx, &what));
         }
-        if self.shutdown_close {
+        if self.hooks.shutdown_close {
             ctx.stats.clean_closes += 1;
-        } else if self.planned_close {
+        } else if self.hooks.planned_close {
             ctx.stats.clean_disconnects += 1;
         }
         // Now wait for the server's EOF (TIME_WAIT lands on its side).
@@ -724,7 +723,7 @@ impl SoakConn {
 
     /// Performs the planned abrupt drop: RST (SO_LINGER 0) or a plain close (FIN).
     fn abrupt_drop(&mut self, ctx: &mut Ctx<'_>) -> End {
-        if self.drop_rst {
+        if self.hooks.drop_rst {
             let _ = socket2::SockRef::from(&self.link.stream).set_linger(Some(std::time::Duration::ZERO));
             ctx.stats.drops_rst += 1;
         }
@@ -734,8 +733,8 @@ impl SoakConn {
 
     /// Writes the pong for the latest server ping; Ok(true) when it is completely written.
     fn write_pong(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, End> {
-        let mask = (self.rng.next_u64() as u32).to_le_bytes();
-        let x = self.extra.as_mut().expect("pong pending");
+        let mask = (self.hooks.rng.next_u64() as u32).to_le_bytes();
+        let x = self.hooks.extra.as_mut().expect("pong pending");
         if x.pong_off >= x.pong_len {
             let (payload, len) = x.pong_pending.take().expect("pong pending");
             let n = wire::masked_control_frame(wire::OP_PONG, &payload[..len as usize], mask, &mut x.pong_tx);
@@ -760,106 +759,106 @@ impl SoakConn {
     }
 }
 
-impl<'a> Session<'a> for SoakConn {
+impl<'a> Hooks<'a> for SoakHooks {
     type X = Soak<'a>;
     type End = End;
 
-    transport::session_glue!(End::Failed, End::Reconnect);
+    const FAILED: End = End::Failed;
+    const DROPPED: End = End::Reconnect;
 
-    fn on_upgrade(&mut self, ctx: &mut Ctx<'a>) {
-        if self.incarnation == 0 {
+    fn on_upgrade(c: &mut SoakConn, ctx: &mut Ctx<'a>) {
+        if c.hooks.incarnation == 0 {
             ctx.stats.upgraded += 1;
         } else {
             ctx.stats.reconnects += 1;
         }
-        self.extra = None;
     }
 
-    fn after_upgrade(&mut self, _ctx: &mut Ctx<'a>) -> Result<(), End> {
+    fn after_upgrade(_c: &mut SoakConn, _ctx: &mut Ctx<'a>) -> Result<(), End> {
         Ok(())
     }
 
-    fn on_frame_data(&mut self, ctx: &mut Ctx<'a>) {
-        if self.has_slot && self.link.state == State::Open {
-            self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
+    fn on_frame_data(c: &mut SoakConn, ctx: &mut Ctx<'a>) {
+        if c.hooks.has_slot && c.link.state == State::Open {
+            c.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
         }
     }
 
-    fn start_frame(&mut self, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), End> {
+    fn start_frame(c: &mut SoakConn, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), End> {
         match h.opcode {
             wire::OP_TEXT | wire::OP_BINARY | wire::OP_CONTINUATION => {
-                match frag::classify(h.opcode, self.rx.in_msg) {
-                    Err(e) => return Err(self.protocol_error(ctx, e)),
+                match frag::classify(h.opcode, c.hooks.rx.in_msg) {
+                    Err(e) => return Err(c.protocol_error(ctx, e)),
                     Ok(Data::First) => {
-                        if !self.awaiting {
-                            return Err(self.mismatch(ctx, "a message arrived with none in flight"));
+                        if !c.hooks.awaiting {
+                            return Err(c.mismatch(ctx, "a message arrived with none in flight"));
                         }
-                        let want = self.tx.plan.opcode();
+                        let want = c.hooks.tx.plan.opcode();
                         if h.opcode != want {
-                            return Err(self.mismatch(ctx, &format!("opcode {} instead of {want}", h.opcode)));
+                            return Err(c.mismatch(ctx, &format!("opcode {} instead of {want}", h.opcode)));
                         }
-                        self.rx.in_msg = true;
-                        self.rx.msg_off = 0;
-                        self.rx.fid.start_message();
+                        c.hooks.rx.in_msg = true;
+                        c.hooks.rx.msg_off = 0;
+                        c.hooks.rx.fid.start_message();
                     }
                     Ok(Data::Continuation) => {}
                 }
                 if ctx.cfg.fidelity {
-                    self.check_frame(ctx, h);
+                    c.check_frame(ctx, h);
                 }
             }
             _ => {
-                self.rx.ctl_off = 0;
-                if h.opcode == wire::OP_PONG && self.ping_len == 0 {
-                    return Err(self.mismatch(ctx, "a pong arrived with no ping outstanding"));
+                c.hooks.rx.ctl_off = 0;
+                if h.opcode == wire::OP_PONG && c.hooks.ping_len == 0 {
+                    return Err(c.mismatch(ctx, "a pong arrived with no ping outstanding"));
                 }
                 if h.opcode == wire::OP_PONG {
-                    let (_, want) = self.pings[self.ping_head as usize];
+                    let (_, want) = c.hooks.pings[c.hooks.ping_head as usize];
                     if h.len != u64::from(want) {
-                        return Err(self.mismatch(ctx, &format!("pong of {} bytes for a ping of {want}", h.len)));
+                        return Err(c.mismatch(ctx, &format!("pong of {} bytes for a ping of {want}", h.len)));
                     }
                 }
             }
         }
-        if h.opcode & 0x8 == 0 && u64::from(self.rx.msg_off) + h.len > u64::from(self.tx.plan.size) {
+        if h.opcode & 0x8 == 0 && u64::from(c.hooks.rx.msg_off) + h.len > u64::from(c.hooks.tx.plan.size) {
             let what = format!(
                 "echo frame of {} bytes at offset {} goes past the {} sent",
-                h.len, self.rx.msg_off, self.tx.plan.size
+                h.len, c.hooks.rx.msg_off, c.hooks.tx.plan.size
             );
-            return Err(self.mismatch(ctx, &what));
+            return Err(c.mismatch(ctx, &what));
         }
-        self.rx.frame_op = h.opcode;
-        self.rx.frame_fin = h.fin;
+        c.hooks.rx.frame_op = h.opcode;
+        c.hooks.rx.frame_fin = h.fin;
         Ok(())
     }
 
-    fn frame_bytes(&mut self, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), End> {
-        if self.rx.frame_op & 0x8 == 0 {
-            self.check_payload(ctx, chunk)
+    fn frame_bytes(c: &mut SoakConn, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), End> {
+        if c.hooks.rx.frame_op & 0x8 == 0 {
+            c.check_payload(ctx, chunk)
         } else {
-            self.control_bytes(ctx, chunk)
+            c.control_bytes(ctx, chunk)
         }
     }
 
-    fn end_frame(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
-        match self.rx.frame_op {
-            wire::OP_CLOSE => self.on_close_frame(ctx),
+    fn end_frame(c: &mut SoakConn, ctx: &mut Ctx<'a>) -> Result<(), End> {
+        match c.hooks.rx.frame_op {
+            wire::OP_CLOSE => c.on_close_frame(ctx),
             wire::OP_PING => {
                 ctx.stats.server_pings += 1;
-                let len = self.rx.ctl_off;
-                let x = self.extra.get_or_insert_with(Extra::new);
+                let len = c.hooks.rx.ctl_off;
+                let x = c.hooks.extra.get_or_insert_with(Extra::new);
                 x.pong_pending = Some((x.ping_in, len));
                 Ok(())
             }
             wire::OP_PONG => {
                 ctx.stats.pongs += 1;
-                self.ping_head = ((self.ping_head as usize + 1) % PING_RING) as u8;
-                self.ping_len -= 1;
+                c.hooks.ping_head = ((c.hooks.ping_head as usize + 1) % PING_RING) as u8;
+                c.hooks.ping_len -= 1;
                 Ok(())
             }
             _ => {
-                if self.rx.frame_fin {
-                    self.end_message(ctx)
+                if c.hooks.rx.frame_fin {
+                    c.end_message(ctx)
                 } else {
                     Ok(())
                 }
@@ -869,104 +868,105 @@ impl<'a> Session<'a> for SoakConn {
 
     /// Writes: a pending pong at a frame boundary, then the message's frames, until the socket
     /// is full, the message is written, or its planned drop point is reached.
-    fn flush(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
-        if !matches!(self.link.state, State::Open | State::Closing) {
+    fn flush(c: &mut SoakConn, ctx: &mut Ctx<'a>) -> Result<(), End> {
+        if !matches!(c.link.state, State::Open | State::Closing) {
             return Ok(());
         }
         loop {
-            if self.tx.drop_at != NONE32 && (self.tx.wire >= self.tx.drop_at || self.tx.item == Item::Idle) {
-                return Err(self.abrupt_drop(ctx));
+            if c.hooks.tx.drop_at != NONE32 && (c.hooks.tx.wire >= c.hooks.tx.drop_at || c.hooks.tx.item == Item::Idle)
+            {
+                return Err(c.abrupt_drop(ctx));
             }
-            let pong = self.extra.as_ref().is_some_and(|x| x.pong_busy());
-            if pong && self.tx.at_boundary() && self.tx.item != Item::Closed {
-                match self.write_pong(ctx) {
+            let pong = c.hooks.extra.as_ref().is_some_and(|x| x.pong_busy());
+            if pong && c.hooks.tx.at_boundary() && c.hooks.tx.item != Item::Closed {
+                match c.write_pong(ctx) {
                     Ok(true) => continue,
                     Ok(false) => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }
-            if matches!(self.tx.item, Item::Idle | Item::Closed) {
+            if matches!(c.hooks.tx.item, Item::Idle | Item::Closed) {
                 return Ok(());
             }
-            let mut sim = self.tx;
+            let mut sim = c.hooks.tx;
             let mut ev = TxEvents::default();
             let mut buf = std::mem::take(&mut ctx.m.txbuf);
             let n = sim.emit(ctx.m.gen, &ctx.m.params, Some(&mut buf[..]), WRITE_CHUNK, pong, &mut ev);
-            let res = write_some(&mut self.link.stream, &buf[..n]);
+            let res = write_some(&mut c.link.stream, &buf[..n]);
             ctx.m.txbuf = buf;
             match res {
-                Ok(Some(0)) => return Err(self.write_zero(ctx)),
+                Ok(Some(0)) => return Err(c.write_zero(ctx)),
                 Ok(Some(k)) => {
                     let mut ev = TxEvents::default();
-                    let done = self.tx.emit(ctx.m.gen, &ctx.m.params, None, k, pong, &mut ev);
+                    let done = c.hooks.tx.emit(ctx.m.gen, &ctx.m.params, None, k, pong, &mut ev);
                     debug_assert_eq!(done, k);
-                    self.apply(ctx, &ev);
-                    if self.has_slot && self.link.state == State::Open {
-                        self.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
+                    c.apply(ctx, &ev);
+                    if c.hooks.has_slot && c.link.state == State::Open {
+                        c.link.deadline = ctx.now + ctx.m.echo_timeout_ns;
                     }
                 }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(self.on_io_error(ctx, &e)),
+                Err(e) => return Err(c.on_io_error(ctx, &e)),
             }
         }
     }
 
     /// Counts this connection as lost unless the run is ending.
-    fn lose(&mut self, ctx: &mut Ctx<'a>, reason: &str) {
-        if !ctx.shutting_down && !self.shutdown_close {
+    fn lose(c: &mut SoakConn, ctx: &mut Ctx<'a>, reason: &str) {
+        if !ctx.shutting_down && !c.hooks.shutdown_close {
             ctx.stats.lost_connection(reason);
         }
     }
 
-    fn broken_while_closing(&mut self, ctx: &mut Ctx<'a>, what: &str) {
-        if !self.close_rcvd && self.planned_close && !ctx.shutting_down {
-            self.lose(ctx, &format!("{what} before the close reply"));
+    fn broken_while_closing(c: &mut SoakConn, ctx: &mut Ctx<'a>, what: &str) {
+        if !c.hooks.close_rcvd && c.hooks.planned_close && !ctx.shutting_down {
+            c.lose(ctx, &format!("{what} before the close reply"));
         }
     }
 
     /// The end of the run: close (1000) after the frame being written. Connections not yet open
     /// just end.
-    fn start_close(&mut self, ctx: &mut Ctx<'a>) -> Result<(), End> {
-        match self.link.state {
+    fn start_close(c: &mut SoakConn, ctx: &mut Ctx<'a>) -> Result<(), End> {
+        match c.link.state {
             State::Connecting | State::Upgrading => Err(End::Failed),
             State::Closing => Ok(()),
             State::Open => {
-                if self.tx.drop_at != NONE32 {
+                if c.hooks.tx.drop_at != NONE32 {
                     // A planned drop was under way: drop now.
                     return Err(End::Reconnect);
                 }
-                self.shutdown_close = true;
-                self.planned_close = false;
-                self.link.state = State::Closing;
-                self.link.deadline = ctx.now + ctx.close_timeout_ns;
-                match self.tx.item {
+                c.hooks.shutdown_close = true;
+                c.hooks.planned_close = false;
+                c.link.state = State::Closing;
+                c.link.deadline = ctx.now + ctx.close_timeout_ns;
+                match c.hooks.tx.item {
                     Item::Closed | Item::Close => {}
                     Item::Idle => {
-                        self.tx.close_req = true;
-                        self.tx.enter_close(false);
+                        c.hooks.tx.close_req = true;
+                        c.hooks.tx.enter_close(false);
                     }
                     _ => {
-                        self.tx.close_req = true;
-                        if self.tx.at_boundary() {
-                            self.tx.enter_close(false);
+                        c.hooks.tx.close_req = true;
+                        if c.hooks.tx.at_boundary() {
+                            c.hooks.tx.enter_close(false);
                         }
                     }
                 }
-                self.flush(ctx)
+                c.flush(ctx)
             }
         }
     }
 
-    fn open_timeout(&mut self, ctx: &mut Ctx<'a>) -> End {
-        if self.link.state == State::Open {
-            if self.has_slot {
-                self.lose(ctx, "echo timeout");
+    fn open_timeout(c: &mut SoakConn, ctx: &mut Ctx<'a>) -> End {
+        if c.link.state == State::Open {
+            if c.hooks.has_slot {
+                c.lose(ctx, "echo timeout");
             }
-        } else if !self.close_rcvd {
-            if self.shutdown_close {
+        } else if !c.hooks.close_rcvd {
+            if c.hooks.shutdown_close {
                 ctx.stats.close_timeouts += 1;
             } else {
-                self.lose(ctx, "no close reply (timeout)");
+                c.lose(ctx, "no close reply (timeout)");
             }
         }
         End::Reconnect

@@ -1,11 +1,12 @@
 //! The connection machinery shared by every mode: the per-loop [`Ctx`], the [`Link`] every
-//! connection embeds (socket, life state, upgrade key and progress, deadlines, the partial frame
-//! header), and the [`Session`] trait whose provided methods do the common work — connect check,
-//! writing the upgrade request, reading and verifying the 101 response, the edge-triggered read
-//! loop, splitting server bytes into frames, and classifying EOFs, I/O errors and timeouts.
+//! connection has (socket, index, life state, upgrade key and progress, deadlines, the partial
+//! frame header), and [`Conn`], a link composed with the mode's part, whose methods do the common
+//! work — connect check, writing the upgrade request, reading and verifying the 101 response, the
+//! edge-triggered read loop, splitting server bytes into frames, and classifying EOFs, I/O errors
+//! and timeouts.
 //!
-//! It does not know what is sent or how echoes are checked: the mode's connection type (`client`
-//! for echo/rate/idle, `soak_conn` for soak) implements the hooks — frame starts, payload chunks,
+//! It does not know what is sent or how echoes are checked: the mode's part (`client` for
+//! echo/rate/idle, `soak_conn` for soak) implements [`Hooks`] — frame starts, payload chunks,
 //! frame ends, flushing its write queue, what an upgrade, a loss or a timeout counts as. Nothing
 //! here allocates per message.
 
@@ -99,11 +100,17 @@ pub struct Link {
     /// Payload bytes of the current frame not yet received.
     frame_left: u64,
     key: [u8; 24],
+    /// Global connection index (over all processes and loops; for messages and seeds).
+    pub index: u32,
+    /// Handshake response bytes while it is incomplete. Boxed on purpose: 8 bytes in every
+    /// connection instead of a `Vec`'s 24, for a buffer needed only while a response is split.
+    #[allow(clippy::box_collection)]
+    hs_buf: Option<Box<Vec<u8>>>,
 }
 
 impl Link {
-    /// A link whose TCP connect was just started at `now`.
-    pub fn new(stream: TcpStream, key: [u8; 24], now: u64, connect_timeout_ns: u64) -> Link {
+    /// The link of connection `index`, whose TCP connect was just started at `now`.
+    pub fn new(stream: TcpStream, index: u32, key: [u8; 24], now: u64, connect_timeout_ns: u64) -> Link {
         Link {
             stream,
             state: State::Connecting,
@@ -116,6 +123,8 @@ impl Link {
             deadline: now + connect_timeout_ns,
             frame_left: 0,
             key,
+            index,
+            hs_buf: None,
         }
     }
 }
@@ -132,99 +141,80 @@ pub fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<Option<usize
     }
 }
 
-/// The accessors every [`Session`] implementation has in the same way, given what `failed()` and
-/// `dropped()` return: the `link` and `index` fields, and the handshake buffer `hs_buf` of the
-/// lazily boxed `extra: Option<Box<Extra>>` (made by `Extra::new`). Invoked inside the impl.
-macro_rules! session_glue {
-    ($failed:expr, $dropped:expr) => {
-        fn failed() -> Self::End {
-            $failed
-        }
-
-        fn dropped() -> Self::End {
-            $dropped
-        }
-
-        #[inline]
-        fn link(&mut self) -> &mut Link {
-            &mut self.link
-        }
-
-        #[inline]
-        fn link_ref(&self) -> &Link {
-            &self.link
-        }
-
-        fn index(&self) -> u32 {
-            self.index
-        }
-
-        fn hs_buf(&mut self) -> Option<&mut Vec<u8>> {
-            self.extra.as_mut().map(|x| &mut x.hs_buf)
-        }
-
-        fn hs_buf_mut(&mut self) -> &mut Vec<u8> {
-            &mut self.extra.get_or_insert_with(Extra::new).hs_buf
-        }
-    };
+/// A connection: the transport state every mode shares ([`Link`]) composed with the mode's own
+/// part (`hooks`, a [`Hooks`] implementation). The transport logic is written once, on
+/// `Conn<H>`; the mode's logic sees the whole connection.
+pub struct Conn<H> {
+    pub link: Link,
+    pub hooks: H,
 }
-pub(crate) use session_glue;
 
-/// A connection of some mode: the hooks it implements, and the shared transport logic built on
-/// them (the provided methods).
-pub trait Session<'a>: Sized {
+/// The mode's part of a connection: what it sends, how it checks what comes back and what it
+/// counts. The hooks are associated functions taking the whole [`Conn`], so they reach the
+/// socket and the transport's classification (`protocol_error`, `on_io_error`, ...) directly.
+pub trait Hooks<'a>: Sized {
     /// The mode's part of [`Ctx`].
     type X;
     /// Why a call says the connection is over.
     type End;
-
     /// Connect or upgrade failed.
-    fn failed() -> Self::End;
+    const FAILED: Self::End;
     /// Was open (or closing) and is over.
-    fn dropped() -> Self::End;
-    fn link(&mut self) -> &mut Link;
-    fn link_ref(&self) -> &Link;
-    /// Global connection index (for messages).
-    fn index(&self) -> u32;
+    const DROPPED: Self::End;
 
-    /// Handshake response bytes kept while it is incomplete, if any.
-    fn hs_buf(&mut self) -> Option<&mut Vec<u8>>;
-    /// The same, created when missing.
-    fn hs_buf_mut(&mut self) -> &mut Vec<u8>;
     /// The upgrade was verified (state is `Open`, the handshake time is recorded): count it.
-    fn on_upgrade(&mut self, ctx: &mut Ctx<'a, Self::X>);
+    fn on_upgrade(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>);
     /// After the bytes that came with the response were parsed.
-    fn after_upgrade(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
+    fn after_upgrade(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
     /// Bytes of frames arrived (before they are parsed).
-    fn on_frame_data(&mut self, _ctx: &mut Ctx<'a, Self::X>) {}
+    fn on_frame_data(_c: &mut Conn<Self>, _ctx: &mut Ctx<'a, Self::X>) {}
     /// A frame header was parsed; the payload (if any) follows.
-    fn start_frame(&mut self, ctx: &mut Ctx<'a, Self::X>, h: &wire::Header) -> Result<(), Self::End>;
+    fn start_frame(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>, h: &wire::Header) -> Result<(), Self::End>;
     /// A piece of the current frame's payload.
-    fn frame_bytes(&mut self, ctx: &mut Ctx<'a, Self::X>, chunk: &[u8]) -> Result<(), Self::End>;
+    fn frame_bytes(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>, chunk: &[u8]) -> Result<(), Self::End>;
     /// The current frame is complete.
-    fn end_frame(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
+    fn end_frame(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
     /// Writes what is queued until the socket is full.
-    fn flush(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
+    fn flush(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
     /// Counts this connection as lost, unless that does not apply (the mode's rules).
-    fn lose(&mut self, ctx: &mut Ctx<'a, Self::X>, reason: &str);
+    fn lose(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>, reason: &str);
     /// EOF or I/O error (`what`) in the `Closing` state: count what the mode counts.
-    fn broken_while_closing(&mut self, _ctx: &mut Ctx<'a, Self::X>, _what: &str) {}
+    fn broken_while_closing(_c: &mut Conn<Self>, _ctx: &mut Ctx<'a, Self::X>, _what: &str) {}
     /// The end of the run: start the close handshake (connections not yet open just end).
-    fn start_close(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
+    fn start_close(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End>;
     /// The deadline passed while open or closing.
-    fn open_timeout(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Self::End;
+    fn open_timeout(c: &mut Conn<Self>, ctx: &mut Ctx<'a, Self::X>) -> Self::End;
+}
+
+/// The shared transport logic, built on the hooks.
+impl<'a, H: Hooks<'a>> Conn<H> {
+    /// Writes what is queued until the socket is full (the mode's [`Hooks::flush`]).
+    #[inline]
+    pub fn flush(&mut self, ctx: &mut Ctx<'a, H::X>) -> Result<(), H::End> {
+        H::flush(self, ctx)
+    }
+
+    /// Counts this connection as lost, by the mode's rules ([`Hooks::lose`]).
+    pub fn lose(&mut self, ctx: &mut Ctx<'a, H::X>, reason: &str) {
+        H::lose(self, ctx, reason)
+    }
+
+    /// The end of the run: the mode's close handshake ([`Hooks::start_close`]).
+    pub fn start_close(&mut self, ctx: &mut Ctx<'a, H::X>) -> Result<(), H::End> {
+        H::start_close(self, ctx)
+    }
 
     /// Handles a readiness event. `hup`: the peer shut its side (EPOLLRDHUP) or the socket has
     /// an error, so reading goes on to EOF instead of stopping at a short read.
-    fn on_event(
+    pub fn on_event(
         &mut self,
-        ctx: &mut Ctx<'a, Self::X>,
+        ctx: &mut Ctx<'a, H::X>,
         readable: bool,
         writable: bool,
         hup: bool,
         rbuf: &mut [u8],
-    ) -> Result<(), Self::End> {
-        if self.link().state == State::Connecting {
+    ) -> Result<(), H::End> {
+        if self.link.state == State::Connecting {
             if !self.check_connected(ctx)? {
                 return Ok(());
             }
@@ -237,7 +227,7 @@ pub trait Session<'a>: Sized {
             return Ok(());
         }
         if writable {
-            if self.link().state == State::Upgrading {
+            if self.link.state == State::Upgrading {
                 self.send_request(ctx)?;
             } else {
                 self.flush(ctx)?;
@@ -245,7 +235,7 @@ pub trait Session<'a>: Sized {
         }
         if readable {
             self.on_readable(ctx, hup, rbuf)?;
-            if self.link().state != State::Upgrading {
+            if self.link.state != State::Upgrading {
                 // What this read completed may have queued more to write (messages, a pong).
                 self.flush(ctx)?;
             }
@@ -254,12 +244,12 @@ pub trait Session<'a>: Sized {
     }
 
     /// Connect finished? Err when it failed.
-    fn check_connected(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<bool, Self::End> {
-        let link = self.link();
+    pub fn check_connected(&mut self, ctx: &mut Ctx<'a, H::X>) -> Result<bool, H::End> {
+        let link = &mut self.link;
         match link.stream.take_error() {
             Ok(Some(e)) | Err(e) => {
                 ctx.stats.connect_failed(&error_reason(&e));
-                return Err(Self::failed());
+                return Err(H::FAILED);
             }
             Ok(None) => {}
         }
@@ -271,42 +261,42 @@ pub trait Session<'a>: Sized {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) || e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => {
                 ctx.stats.connect_failed(&error_reason(&e));
-                Err(Self::failed())
+                Err(H::FAILED)
             }
         }
     }
 
-    fn send_request(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Result<(), Self::End> {
-        let link = self.link();
+    pub fn send_request(&mut self, ctx: &mut Ctx<'a, H::X>) -> Result<(), H::End> {
+        let link = &mut self.link;
         ctx.scratch.clear();
         wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &link.key);
         while (link.hs_sent as usize) < ctx.scratch.len() {
             match write_some(&mut link.stream, &ctx.scratch[link.hs_sent as usize..]) {
                 Ok(Some(0)) => {
                     ctx.stats.handshake_failed("write returned 0");
-                    return Err(Self::failed());
+                    return Err(H::FAILED);
                 }
                 Ok(Some(n)) => link.hs_sent += n as u16,
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     ctx.stats.handshake_failed(&error_reason(&e));
-                    return Err(Self::failed());
+                    return Err(H::FAILED);
                 }
             }
         }
         Ok(())
     }
 
-    fn on_readable(&mut self, ctx: &mut Ctx<'a, Self::X>, hup: bool, rbuf: &mut [u8]) -> Result<(), Self::End> {
+    pub fn on_readable(&mut self, ctx: &mut Ctx<'a, H::X>, hup: bool, rbuf: &mut [u8]) -> Result<(), H::End> {
         loop {
-            match self.link().stream.read(rbuf) {
+            match self.link.stream.read(rbuf) {
                 Ok(0) => return Err(self.on_eof(ctx)),
                 Ok(n) => {
                     ctx.now = now_ns();
-                    if self.link().state == State::Upgrading {
+                    if self.link.state == State::Upgrading {
                         self.on_response_bytes(ctx, &rbuf[..n])?;
                     } else {
-                        self.on_frame_data(ctx);
+                        H::on_frame_data(self, ctx);
                         self.on_frame_bytes(ctx, &rbuf[..n])?;
                     }
                     // A short read drained the socket; with edge-triggered epoll, data that
@@ -323,97 +313,91 @@ pub trait Session<'a>: Sized {
         }
     }
 
-    fn on_eof(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Self::End {
-        match self.link().state {
+    pub fn on_eof(&mut self, ctx: &mut Ctx<'a, H::X>) -> H::End {
+        match self.link.state {
             State::Connecting | State::Upgrading => {
                 ctx.stats.handshake_failed("eof before response");
-                Self::failed()
+                H::FAILED
             }
             State::Open => {
                 self.lose(ctx, "eof without close frame");
-                Self::dropped()
+                H::DROPPED
             }
             State::Closing => {
-                self.broken_while_closing(ctx, "eof");
-                Self::dropped()
+                H::broken_while_closing(self, ctx, "eof");
+                H::DROPPED
             }
         }
     }
 
-    fn on_io_error(&mut self, ctx: &mut Ctx<'a, Self::X>, e: &io::Error) -> Self::End {
+    pub fn on_io_error(&mut self, ctx: &mut Ctx<'a, H::X>, e: &io::Error) -> H::End {
         let reason = error_reason(e);
-        match self.link().state {
+        match self.link.state {
             State::Connecting => {
                 ctx.stats.connect_failed(&reason);
-                Self::failed()
+                H::FAILED
             }
             State::Upgrading => {
                 ctx.stats.handshake_failed(&reason);
-                Self::failed()
+                H::FAILED
             }
             State::Open => {
                 self.lose(ctx, &reason);
-                Self::dropped()
+                H::DROPPED
             }
             State::Closing => {
-                self.broken_while_closing(ctx, &reason);
-                Self::dropped()
+                H::broken_while_closing(self, ctx, &reason);
+                H::DROPPED
             }
         }
     }
 
     /// `write` returned 0.
-    fn write_zero(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Self::End {
+    pub fn write_zero(&mut self, ctx: &mut Ctx<'a, H::X>) -> H::End {
         self.on_io_error(ctx, &io::Error::from(io::ErrorKind::WriteZero))
     }
 
-    fn on_response_bytes(&mut self, ctx: &mut Ctx<'a, Self::X>, data: &[u8]) -> Result<(), Self::End> {
-        let buffered = self.hs_buf().is_some_and(|b| !b.is_empty());
-        let mut owned;
-        let bytes: &[u8] = if buffered {
-            owned = std::mem::take(self.hs_buf().expect("buffered"));
-            owned.extend_from_slice(data);
-            &owned
-        } else {
-            owned = Vec::new();
-            data
+    pub fn on_response_bytes(&mut self, ctx: &mut Ctx<'a, H::X>, data: &[u8]) -> Result<(), H::End> {
+        // A response split over reads is kept until it is complete, then freed.
+        let mut held = self.link.hs_buf.take();
+        let bytes: &[u8] = match held.as_mut() {
+            Some(b) => {
+                b.extend_from_slice(data);
+                b
+            }
+            None => data,
         };
-        match wire::check_response(bytes, &self.link().key) {
+        match wire::check_response(bytes, &self.link.key) {
             Ok(None) => {
-                let b = self.hs_buf_mut();
-                if buffered {
-                    *b = owned;
-                } else {
-                    b.extend_from_slice(data);
-                }
+                self.link.hs_buf = Some(held.unwrap_or_else(|| Box::new(data.to_vec())));
                 Ok(())
             }
             Err(e) => {
                 ctx.stats.handshake_failed(&e.label());
-                Err(Self::failed())
+                Err(H::FAILED)
             }
             Ok(Some(head)) => {
-                let link = self.link();
+                let link = &mut self.link;
                 link.state = State::Open;
                 link.upgraded = true;
                 let _ = ctx.stats.handshake.record(ctx.now.saturating_sub(link.started).max(1));
                 ctx.became_open = true;
-                self.on_upgrade(ctx);
+                H::on_upgrade(self, ctx);
                 let rest = &bytes[head..];
                 if !rest.is_empty() {
                     self.on_frame_bytes(ctx, rest)?;
                 }
-                drop(owned);
-                self.after_upgrade(ctx)
+                drop(held);
+                H::after_upgrade(self, ctx)
             }
         }
     }
 
     /// Splits server bytes into frame headers and payload chunks for the hooks.
-    fn on_frame_bytes(&mut self, ctx: &mut Ctx<'a, Self::X>, data: &[u8]) -> Result<(), Self::End> {
+    pub fn on_frame_bytes(&mut self, ctx: &mut Ctx<'a, H::X>, data: &[u8]) -> Result<(), H::End> {
         let mut i = 0;
         while i < data.len() {
-            let link = self.link();
+            let link = &mut self.link;
             if !link.in_payload {
                 let h = if link.hdr_len > 0 {
                     let have = link.hdr_len as usize;
@@ -448,23 +432,23 @@ pub trait Session<'a>: Sized {
                         Err(e) => return Err(self.protocol_error(ctx, e.name())),
                     }
                 };
-                self.start_frame(ctx, &h)?;
-                let link = self.link();
+                H::start_frame(self, ctx, &h)?;
+                let link = &mut self.link;
                 link.frame_left = h.len;
                 if h.len == 0 {
-                    self.end_frame(ctx)?;
+                    H::end_frame(self, ctx)?;
                 } else {
                     link.in_payload = true;
                 }
             } else {
                 let n = (link.frame_left.min((data.len() - i) as u64)) as usize;
-                self.frame_bytes(ctx, &data[i..i + n])?;
-                let link = self.link();
+                H::frame_bytes(self, ctx, &data[i..i + n])?;
+                let link = &mut self.link;
                 link.frame_left -= n as u64;
                 i += n;
                 if link.frame_left == 0 {
                     link.in_payload = false;
-                    self.end_frame(ctx)?;
+                    H::end_frame(self, ctx)?;
                 }
             }
         }
@@ -472,27 +456,27 @@ pub trait Session<'a>: Sized {
     }
 
     /// Server broke the protocol: count it and drop the connection.
-    fn protocol_error(&mut self, ctx: &mut Ctx<'a, Self::X>, what: &str) -> Self::End {
+    pub fn protocol_error(&mut self, ctx: &mut Ctx<'a, H::X>, what: &str) -> H::End {
         self.lose(ctx, &format!("protocol error: {what}"));
         if ctx.mismatch_logs < 5 {
             ctx.mismatch_logs += 1;
-            eprintln!("wsbench: protocol error on connection #{}: {what}", self.index());
+            eprintln!("wsbench: protocol error on connection #{}: {what}", self.link.index);
         }
-        Self::dropped()
+        H::DROPPED
     }
 
     /// The deadline passed: counts what it means and says the connection should be dropped.
-    fn timed_out(&mut self, ctx: &mut Ctx<'a, Self::X>) -> Self::End {
-        match self.link().state {
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'a, H::X>) -> H::End {
+        match self.link.state {
             State::Connecting => {
                 ctx.stats.connect_failed("timeout");
-                Self::failed()
+                H::FAILED
             }
             State::Upgrading => {
                 ctx.stats.handshake_failed("timeout");
-                Self::failed()
+                H::FAILED
             }
-            State::Open | State::Closing => self.open_timeout(ctx),
+            State::Open | State::Closing => H::open_timeout(self, ctx),
         }
     }
 }

@@ -17,13 +17,12 @@ use mio::net::TcpStream;
 use mio::Poll;
 
 use crate::cli::{Config, Mode};
-use crate::client::{Conn, Ctx, Echo};
+use crate::client::{Conn, Ctx, Echo, EchoHooks};
 use crate::mioloop::{self, TIMER};
 use crate::net::Plan;
 use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
 use crate::sys::{epoch_ns, now_ns};
-use crate::transport::Session;
 use crate::wire::{self, Rng};
 use crate::workload::Workload;
 
@@ -52,7 +51,7 @@ struct Fixed {
     timer_armed_for: u64,
 }
 
-type Core<'a> = mioloop::Core<'a, Conn>;
+type Core<'a> = mioloop::Core<'a, EchoHooks>;
 
 /// Runs one loop to the end. `tick` is called about every 100 ms after `live` was updated (the
 /// single-loop case drives the progress monitor from here).
@@ -120,7 +119,7 @@ impl Drop for Fixed {
 }
 
 impl<'a> mioloop::Mode<'a> for Fixed {
-    type Conn = Conn;
+    type H = EchoHooks;
 
     fn new_conn(&mut self, ctx: &Ctx<'a>, stream: TcpStream, index: usize, _incarnation: u32) -> Conn {
         let active = index - self.first < self.active;
@@ -134,8 +133,8 @@ impl<'a> mioloop::Mode<'a> for Fixed {
         }
         if core.cfg.mode == Mode::Rate && (core.ctx.freed || core.ctx.became_open) {
             let c = &mut core.conns[key];
-            if !c.in_ready && c.active && c.room() > 0 && !core.ctx.shutting_down {
-                c.in_ready = true;
+            if !c.hooks.in_ready && c.hooks.active && c.room() > 0 && !core.ctx.shutting_down {
+                c.hooks.in_ready = true;
                 self.ready.push_back(key);
             }
         }
@@ -244,11 +243,11 @@ impl Fixed {
         while !self.backlog.is_empty() {
             let Some(key) = self.ready.pop_front() else { break };
             let Some(c) = core.conns.get_mut(key) else { continue };
-            if !c.in_ready {
+            if !c.hooks.in_ready {
                 continue;
             }
             if c.room() == 0 {
-                c.in_ready = false;
+                c.hooks.in_ready = false;
                 continue;
             }
             let stamp = self.backlog.pop_front().expect("non-empty");
@@ -256,7 +255,7 @@ impl Fixed {
             if c.room() > 0 {
                 self.ready.push_back(key);
             } else {
-                c.in_ready = false;
+                c.hooks.in_ready = false;
             }
             core.begin_call(now_ns());
             let r = core.conns[key].flush(&mut core.ctx);
