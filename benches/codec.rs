@@ -8,11 +8,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use wsecho::conn::{Connection, Shared};
+use wsecho::conn::Connection;
 use wsecho::frame::{decode_header, encode_header, OpCode, MAX_HEADER_LEN};
 use wsecho::handshake::{parse_request, write_accept, Request, MAX_RESPONSE};
 use wsecho::mask::{apply_mask, apply_mask_naive};
 use wsecho::memsock::MemSocket;
+use wsecho::shared::Shared;
 use wsecho::utf8::Utf8Validator;
 
 const REQ: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
@@ -128,7 +129,7 @@ fn echo(c: &mut Criterion) {
         let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
         let frame = masked_frame(OpCode::Text, &payload);
         let input: Vec<u8> = frame.repeat(batch);
-        let mut sh = Shared::new(64 << 10, 64 << 10, 16 << 20);
+        let mut sh = Shared::new(&wsecho::config::Config::default(), None);
         let mut conn = Connection::new(MemSocket::new(), false);
         conn.stream_mut().push_input(REQ);
         conn.on_readable(&mut sh);

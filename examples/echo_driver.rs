@@ -14,10 +14,11 @@
 
 use std::process::ExitCode;
 use wsecho::config::Config;
-use wsecho::conn::{Connection, Shared};
+use wsecho::conn::Connection;
 use wsecho::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 use wsecho::mask::apply_mask;
 use wsecho::memsock::MemSocket;
+use wsecho::shared::Shared;
 
 const REQ: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
@@ -110,7 +111,7 @@ fn run(args: &[String]) -> Result<String, String> {
         // Larger batches span reads and are echoed as several fragments: not what this measures.
         return Err(format!("SIZE x PIPELINE must fit in one {} B read", cfg.read_buffer));
     }
-    let mut sh = Shared::new(cfg.read_buffer, cfg.write_buffer, cfg.max_message_size);
+    let mut sh = Shared::new(&cfg, None);
     let mut conn = Connection::new(MemSocket::new(), false);
     conn.stream_mut().push_input(REQ);
     conn.on_readable(&mut sh);

@@ -27,71 +27,21 @@
 //! Architecture invariant: this module never touches `Poll`, the slab or timers. It reports what
 //! it wants through [`Next`] and [`Connection::timer_kind`]; the reactor acts on it.
 
-use crate::buffers::Pool;
 use crate::close::{encode_close, parse_close_payload, CloseCode, MAX_CLOSE_FRAME};
 use crate::frame::{decode_header, encode_header, OpCode, ProtocolError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{self, HandshakeError, Request, MAX_HEAD};
 use crate::mask::apply_mask;
-use crate::metrics::Metrics;
+use crate::outq::OutQueue;
+use crate::plain;
+use crate::shared::{Shared, CARRY_SIZE, FRAME_BOUND, MIN_READ, OUT_SLACK, PAD};
+use crate::socket::{Io, Socket};
 use crate::timer::{Linked, Links, TimerKind};
 use crate::utf8::Utf8Validator;
 use log::debug;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-
-/// The byte stream under a connection: a non-blocking `TcpStream` in the server, an in-memory
-/// pipe in benchmarks and fuzz targets (see [`MemSocket`]).
-pub trait Socket {
-    /// `read(2)`: `Ok(0)` is end of stream, `WouldBlock` means nothing to read now.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// `write(2)`: `WouldBlock` means the peer is not taking more now.
-    fn send(&self, buf: &[u8]) -> io::Result<usize>;
-    /// `shutdown(SHUT_WR)`.
-    fn shutdown_write(&self) -> io::Result<()>;
-}
-
-impl Socket for TcpStream {
-    #[inline]
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-    #[inline]
-    fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-/// Headroom before the read position in the shared read buffer: room for the longest partial
-/// frame a connection can carry (a control frame: 6-byte header + 125 bytes).
-pub const PAD: usize = 160;
-
-/// Size of the pooled buffers that carry a partial frame between reads.
-pub const CARRY_SIZE: usize = PAD;
-
-/// Most bytes one read can add to the output beyond the bytes it consumed (headers of a frame
-/// continued from the previous read and of one cut at the end, a held-back code point, a close
-/// frame). Reads are sized so that the output buffer can always take it.
-pub const OUT_SLACK: usize = 512;
-
-/// Longest text frame echoed as exactly one frame however reads cut it (binary frames keep their
-/// framing at any length). 64 KiB: the largest frame most clients and load generators send as one
-/// unit, and what one pooled hold buffer per connection may cost while a frame is half received.
-pub const FRAME_BOUND: usize = 64 << 10;
-
-/// Smallest output buffer: a held text frame ([`FRAME_BOUND`]) plus one minimal read and its
-/// slack must fit, so a connection holding a frame can always read on. `--write-buffer` below
-/// this is raised to it.
-pub const MIN_OUT_BUFFER: usize = FRAME_BOUND + MIN_READ + OUT_SLACK;
 
 /// Reads of a full buffer handled per connection per wakeup before moving on to others.
 const READS_PER_WAKEUP: usize = 4;
-
-/// Below this read budget a connection stops reading until its output drains.
-const MIN_READ: usize = 4096;
 
 /// What the reactor should do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,65 +70,6 @@ pub enum Phase {
     Flush,
 }
 
-/// Limits and scratch space shared by every connection of one reactor.
-#[derive(Debug)]
-pub struct Shared {
-    /// The read buffer: [`PAD`] bytes of headroom, then `read_size` bytes.
-    pub rbuf: Box<[u8]>,
-    /// Staging for the output of one read, written to the socket in one call.
-    pub out: Vec<u8>,
-    /// Scratch for bodies of plain HTTP responses (metrics).
-    pub body: Vec<u8>,
-    /// Buffers that carry a partial frame ([`CARRY_SIZE`] bytes).
-    pub carry_pool: Pool,
-    /// Buffers that carry a partial request head ([`MAX_HEAD`] bytes).
-    pub head_pool: Pool,
-    /// Buffers for output the socket did not take (`write_buffer` bytes, at least
-    /// [`MIN_OUT_BUFFER`]).
-    pub out_pool: Pool,
-    /// Buffers that hold a text frame cut by a read ([`FRAME_BOUND`] bytes).
-    pub frame_pool: Pool,
-    /// This reactor's counters.
-    pub metrics: Metrics,
-    /// Longest message.
-    pub max_message: u64,
-    /// Bytes per read.
-    pub read_size: usize,
-    /// Serve Prometheus text on plain `GET` of this path, and `/healthz`; `None`: neither.
-    pub metrics_path: Option<String>,
-    /// Other reactors' counters, summed into a scrape (multi-threaded servers), and our slot.
-    pub board: Option<(std::sync::Arc<crate::metrics::MetricsBoard>, usize)>,
-    /// Milliseconds since the reactor started, updated once per loop turn.
-    pub now_ms: u32,
-    /// Ping connections quiet for this many ms.
-    pub ping_ms: Option<u32>,
-    /// Close connections silent for this many ms.
-    pub idle_ms: Option<u32>,
-}
-
-impl Shared {
-    /// Scratch and pools for one reactor.
-    pub fn new(read_size: usize, write_buffer: usize, max_message: u64) -> Shared {
-        Shared {
-            rbuf: vec![0u8; PAD + read_size.max(MAX_HEAD)].into_boxed_slice(),
-            out: Vec::with_capacity(read_size.max(MAX_HEAD) + FRAME_BOUND + OUT_SLACK + handshake::MAX_RESPONSE),
-            body: Vec::new(),
-            carry_pool: Pool::new(CARRY_SIZE, 4096),
-            head_pool: Pool::new(MAX_HEAD, 256),
-            out_pool: Pool::new(write_buffer.max(MIN_OUT_BUFFER), 256),
-            frame_pool: Pool::new(FRAME_BOUND, 64),
-            metrics: Metrics::default(),
-            max_message,
-            read_size,
-            metrics_path: Some("/metrics".to_string()),
-            board: None,
-            now_ms: 0,
-            ping_ms: None,
-            idle_ms: None,
-        }
-    }
-}
-
 /// One client connection. About a hundred bytes when idle (see the module doc).
 #[derive(Debug)]
 pub struct Connection<S: Socket = TcpStream> {
@@ -186,10 +77,8 @@ pub struct Connection<S: Socket = TcpStream> {
     /// Carried input: a partial request head (handshake), a partial frame header or control
     /// frame (open, between frames), or a held text frame ([`Echo::Hold`], inside a frame).
     inbuf: Option<Box<[u8]>>,
-    /// Output the socket has not taken: `outbuf[out_start..out_end]`.
-    outbuf: Option<Box<[u8]>>,
-    out_start: u32,
-    out_end: u32,
+    /// Output the socket has not taken.
+    out: OutQueue,
     in_len: u16,
     phase: Phase,
     /// How the data frame being read is echoed (meaningful while `in_frame`).
@@ -231,20 +120,13 @@ impl<S: Socket> Linked for Connection<S> {
     }
 }
 
-#[inline]
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
 impl<S: Socket> Connection<S> {
     /// A freshly accepted connection, waiting for its upgrade request.
     pub fn new(stream: S, overloaded: bool) -> Connection<S> {
         Connection {
             stream,
             inbuf: None,
-            outbuf: None,
-            out_start: 0,
-            out_end: 0,
+            out: OutQueue::new(),
             in_len: 0,
             phase: Phase::Handshake,
             echo: Echo::Stream,
@@ -278,7 +160,7 @@ impl<S: Socket> Connection<S> {
 
     /// Bytes of output queued and not yet taken by the socket.
     pub fn pending_out(&self) -> usize {
-        (self.out_end - self.out_start) as usize
+        self.out.pending()
     }
 
     /// Which timeout applies in the current phase (`idle`: ping or idle timeout configured).
@@ -294,12 +176,7 @@ impl<S: Socket> Connection<S> {
     /// Returns the pooled buffers before the connection is dropped.
     pub fn release(&mut self, sh: &mut Shared) {
         self.drop_inbuf(sh);
-        if let Some(b) = self.outbuf.take() {
-            sh.out_pool.put(b);
-        }
-        self.in_len = 0;
-        self.out_start = 0;
-        self.out_end = 0;
+        self.out.release(sh);
     }
 
     /// Starts a server-initiated close (shutdown: 1001; idle: 1001). Does nothing unless open.
@@ -366,10 +243,10 @@ impl<S: Socket> Connection<S> {
 
     /// Handles a writable event: flushes queued output, and resumes reading if it was paused.
     pub fn on_writable(&mut self, sh: &mut Shared) -> Next {
-        if self.outbuf.is_none() {
+        if !self.out.is_holding() {
             return Next::Keep;
         }
-        match self.flush_pending(sh) {
+        match self.out.flush(&self.stream, sh) {
             Err(_) => return Next::Close,
             Ok(false) => return Next::Keep,
             Ok(true) => {}
@@ -424,12 +301,11 @@ impl<S: Socket> Connection<S> {
             Some(hb) => self.stream.recv(&mut hb[self.in_len as usize..]),
             None => self.stream.recv(&mut sh.rbuf[PAD..PAD + MAX_HEAD]),
         };
-        let n = match res {
-            Ok(0) => return Step::Done(Next::Close),
-            Ok(n) => n,
-            Err(e) if would_block(&e) => return Step::Done(Next::Keep),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::More,
-            Err(_) => return Step::Done(Next::Close),
+        let n = match Io::of(res) {
+            Io::Done(n) => n,
+            Io::Blocked => return Step::Done(Next::Keep),
+            Io::Retry => return Step::More,
+            Io::End | Io::Failed => return Step::Done(Next::Close),
         };
         sh.metrics.bytes_in += n as u64;
         let filled = match self.inbuf.as_ref() {
@@ -466,15 +342,10 @@ impl<S: Socket> Connection<S> {
                 self.after_answer(sh)
             }
             Ok(Some(Request::Plain { path, .. })) => {
-                let kind = if path == "/healthz" {
-                    Plain::Health
-                } else if sh.metrics_path.as_deref() == Some(path) {
-                    Plain::Metrics
+                let ep = plain::route(sh, path);
+                if ep.is_some_and(|ep| plain::serve(sh, ep)) {
+                    self.phase = Phase::Closing;
                 } else {
-                    Plain::Other
-                };
-                let served = self.serve_plain(sh, kind);
-                if !served {
                     self.reject(sh, HandshakeError::BadUpgrade);
                 }
                 self.after_answer(sh)
@@ -520,34 +391,6 @@ impl<S: Socket> Connection<S> {
         }
     }
 
-    /// Answers a plain GET for the metrics or health path; false if the path is not served.
-    fn serve_plain(&mut self, sh: &mut Shared, kind: Plain) -> bool {
-        if sh.metrics_path.is_none() {
-            return false;
-        }
-        let (body, ctype): (&[u8], &str) = if kind == Plain::Health {
-            (b"ok\n", "text/plain; charset=utf-8")
-        } else if kind == Plain::Metrics {
-            sh.body.clear();
-            let total = match &sh.board {
-                Some((b, i)) => b.total_with(*i, &sh.metrics),
-                None => sh.metrics.clone(),
-            };
-            if total.render(&mut sh.body).is_err() {
-                return false;
-            }
-            (&sh.body, "text/plain; version=0.0.4; charset=utf-8")
-        } else {
-            return false;
-        };
-        let start = sh.out.len();
-        sh.out.resize(start + body.len() + 256, 0);
-        let n = handshake::write_response(200, "", body, ctype, &mut sh.out[start..]);
-        sh.out.truncate(start + n);
-        self.phase = Phase::Closing;
-        true
-    }
-
     fn reject(&mut self, sh: &mut Shared, e: HandshakeError) {
         debug!("handshake refused: {} {}", e.status(), e.reason());
         sh.metrics.upgrade_failed(e);
@@ -564,25 +407,25 @@ impl<S: Socket> Connection<S> {
     #[inline]
     fn read_budget(&self, sh: &Shared) -> usize {
         let held = self.in_len as usize;
-        let room = sh.out_pool.buf_size().saturating_sub(self.pending_out() + OUT_SLACK + held);
-        room.min(sh.read_size)
+        let room = sh.write_buffer().saturating_sub(self.pending_out() + OUT_SLACK + held);
+        room.min(sh.read_buffer)
     }
 
     fn read_frames(&mut self, sh: &mut Shared) -> Step {
         let budget = self.read_budget(sh);
-        if budget < MIN_READ.min(sh.read_size) {
+        if budget < MIN_READ.min(sh.read_buffer) {
             if !self.paused {
                 self.paused = true;
                 sh.metrics.backpressure += 1;
             }
             return Step::Done(Next::Keep);
         }
-        let n = match self.stream.recv(&mut sh.rbuf[PAD..PAD + budget]) {
-            Ok(0) => return Step::Done(self.on_eof(sh)),
-            Ok(n) => n,
-            Err(e) if would_block(&e) => return Step::Done(Next::Keep),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::More,
-            Err(_) => return Step::Done(Next::Close),
+        let n = match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + budget])) {
+            Io::Done(n) => n,
+            Io::End => return Step::Done(self.on_eof(sh)),
+            Io::Blocked => return Step::Done(Next::Keep),
+            Io::Retry => return Step::More,
+            Io::Failed => return Step::Done(Next::Close),
         };
         sh.metrics.bytes_in += n as u64;
         self.last_rx = sh.now_ms;
@@ -609,10 +452,9 @@ impl<S: Socket> Connection<S> {
     /// After our close (or an HTTP error response): read and drop input until EOF, so that the
     /// peer never gets a reset while our last bytes are in flight.
     fn read_discard(&mut self, sh: &mut Shared) -> Step {
-        let cap = sh.read_size;
-        match self.stream.recv(&mut sh.rbuf[PAD..PAD + cap]) {
-            Ok(0) => Step::Done(self.on_eof(sh)),
-            Ok(n) => {
+        let cap = sh.read_buffer;
+        match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + cap])) {
+            Io::Done(n) => {
                 sh.metrics.bytes_in += n as u64;
                 if n < cap && !self.hup {
                     Step::Done(Next::Keep)
@@ -620,15 +462,16 @@ impl<S: Socket> Connection<S> {
                     Step::More
                 }
             }
-            Err(e) if would_block(&e) => Step::Done(Next::Keep),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::More,
-            Err(_) => Step::Done(Next::Close),
+            Io::End => Step::Done(self.on_eof(sh)),
+            Io::Blocked => Step::Done(Next::Keep),
+            Io::Retry => Step::More,
+            Io::Failed => Step::Done(Next::Close),
         }
     }
 
     /// The peer closed its sending side.
     fn on_eof(&mut self, _sh: &mut Shared) -> Next {
-        if self.outbuf.is_some() && self.phase != Phase::Linger {
+        if self.out.is_holding() && self.phase != Phase::Linger {
             // Deliver what is queued (the peer may still read), then close.
             self.phase = Phase::Flush;
             Next::Keep
@@ -726,7 +569,7 @@ impl<S: Socket> Connection<S> {
                 }
             }
             self.msg_len = self.msg_len.saturating_add(h.len);
-            if self.msg_len > sh.max_message {
+            if self.msg_len > sh.max_message_size {
                 self.fail(sh, ProtocolError::MessageTooBig);
                 break;
             }
@@ -883,49 +726,10 @@ impl<S: Socket> Connection<S> {
     /// Writes the staged output (or queues it behind pending output), then moves on from
     /// `Closing` once everything is out.
     fn flush_staged(&mut self, sh: &mut Shared) -> Next {
-        if !sh.out.is_empty() {
-            let mut off = 0;
-            if self.outbuf.is_none() {
-                while off < sh.out.len() {
-                    match self.stream.send(&sh.out[off..]) {
-                        Ok(0) => {
-                            sh.out.clear();
-                            return Next::Close;
-                        }
-                        Ok(n) => off += n,
-                        Err(e) if would_block(&e) => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => {
-                            sh.out.clear();
-                            return Next::Close;
-                        }
-                    }
-                }
-                sh.metrics.bytes_out += off as u64;
-            }
-            if off < sh.out.len() {
-                let rest = &sh.out[off..];
-                let buf = self.outbuf.get_or_insert_with(|| sh.out_pool.get());
-                let (s, e) = (self.out_start as usize, self.out_end as usize);
-                if buf.len() - e < rest.len() {
-                    // Make room at the front (rare: the read budget keeps output within bounds).
-                    buf.copy_within(s..e, 0);
-                    self.out_start = 0;
-                    self.out_end = (e - s) as u32;
-                }
-                let e = self.out_end as usize;
-                if buf.len() - e < rest.len() {
-                    // Cannot happen while read budgets hold; never grow, fail safe instead.
-                    debug_assert!(false, "output overflow");
-                    sh.out.clear();
-                    return Next::Close;
-                }
-                buf[e..e + rest.len()].copy_from_slice(rest);
-                self.out_end += rest.len() as u32;
-            }
-            sh.out.clear();
+        if self.out.send_staged(&self.stream, sh).is_err() {
+            return Next::Close;
         }
-        if self.outbuf.is_none() {
+        if !self.out.is_holding() {
             match self.phase {
                 Phase::Closing => return self.shut_write(),
                 Phase::Flush => return Next::Close,
@@ -933,29 +737,6 @@ impl<S: Socket> Connection<S> {
             }
         }
         Next::Keep
-    }
-
-    /// Writes pending output; Ok(true) when all of it is out (the buffer goes back to the pool).
-    fn flush_pending(&mut self, sh: &mut Shared) -> io::Result<bool> {
-        let Some(buf) = self.outbuf.as_ref() else { return Ok(true) };
-        while self.out_start < self.out_end {
-            match self.stream.send(&buf[self.out_start as usize..self.out_end as usize]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_start += n as u32;
-                    sh.metrics.bytes_out += n as u64;
-                }
-                Err(e) if would_block(&e) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(b) = self.outbuf.take() {
-            sh.out_pool.put(b);
-        }
-        self.out_start = 0;
-        self.out_end = 0;
-        Ok(true)
     }
 
     /// Everything is sent after our close: shut the write side and linger for the peer's EOF.
@@ -982,14 +763,6 @@ enum Echo {
     Fragment,
 }
 
-/// Plain (non-upgrade) GET targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plain {
-    Health,
-    Metrics,
-    Other,
-}
-
 /// Outcome of one read step.
 enum Step {
     /// Read again (the buffer was filled).
@@ -1001,6 +774,7 @@ enum Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::memsock::MemSocket;
 
     const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -1019,7 +793,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     #[test]
     fn backpressure_bounds_output_and_stops_reading() {
         let write_buffer = 64 << 10;
-        let mut sh = Shared::new(64 << 10, write_buffer, 16 << 20);
+        let mut sh = Shared::new(&Config { write_buffer, ..Config::default() }, None);
         let mut c = Connection::new(MemSocket::new(), false);
         c.stream.push_input(REQ);
         assert_eq!(c.on_readable(&mut sh), Next::Keep);
@@ -1036,8 +810,8 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
             }
         }
         assert!(c.is_paused(), "reading must pause");
-        let bound = write_buffer.max(MIN_OUT_BUFFER);
-        assert_eq!(sh.out_pool.buf_size(), bound);
+        let bound = write_buffer.max(crate::shared::MIN_OUT_BUFFER);
+        assert_eq!(sh.write_buffer(), bound);
         assert!(c.pending_out() <= bound, "pending {} over the bound", c.pending_out());
         assert!(c.stream.unread() > 9 << 20, "the rest stays in the socket");
         // The peer reads again: everything is echoed, in order.
@@ -1059,7 +833,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
     #[test]
     fn shutdown_inside_a_streamed_frame_waits_for_its_end() {
-        let mut sh = Shared::new(64 << 10, 64 << 10, 16 << 20);
+        let mut sh = Shared::new(&Config::default(), None);
         let mut c = Connection::new(MemSocket::new(), false);
         c.stream.push_input(REQ);
         assert_eq!(c.on_readable(&mut sh), Next::Keep);

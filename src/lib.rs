@@ -13,6 +13,10 @@
 //! - [`metrics`]: plain counters and their Prometheus rendering.
 //! - [`config`]: flags, defaults, validation.
 //! - [`memsock`]: an in-memory socket to drive a connection in benches, fuzzing and tests.
+//! - [`socket`]: the byte stream under a connection, and what one non-blocking call did.
+//! - [`shared`]: one reactor's scratch buffers, pools, limits (built from the config) and counters.
+//! - [`outq`]: a connection's queue of output the socket refused, in one pooled buffer.
+//! - [`plain`]: `GET /healthz` and `/metrics` on the WebSocket port.
 //! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
 //! - [`listener`]: listening sockets (socket2, backlog 4096, `SO_REUSEPORT`, socket activation).
 //! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
@@ -38,7 +42,11 @@ pub mod mask;
 pub mod memsock;
 pub mod metrics;
 pub mod notify;
+pub mod outq;
+pub mod plain;
 pub mod reactor;
 pub mod server;
+pub mod shared;
+pub mod socket;
 pub mod timer;
 pub mod utf8;

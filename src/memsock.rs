@@ -6,7 +6,7 @@
 //! (instructions per message with no syscall noise), the fuzz targets (a whole connection fed a
 //! session in arbitrary chunks) and unit tests. It is not used by the server.
 
-use crate::conn::Socket;
+use crate::socket::Socket;
 use std::cell::RefCell;
 use std::io;
 

@@ -13,9 +13,10 @@
 
 use crate::close::CloseCode;
 use crate::config::Config;
-use crate::conn::{Connection, Next, Shared};
+use crate::conn::{Connection, Next};
 use crate::metrics::MetricsBoard;
 use crate::notify::Notifier;
+use crate::shared::Shared;
 use crate::timer::{TimerKind, Timers};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -134,11 +135,7 @@ impl Reactor {
         let idle_ms = cfg.ping_interval.into_iter().chain(cfg.idle_timeout).map(millis).min();
         let tick = idle_ms.map_or(u32::MAX, |m| (m / 4).max(10));
         let timers = Timers::new([millis(cfg.handshake_timeout), millis(cfg.close_timeout), tick]);
-        let mut shared = Shared::new(cfg.read_buffer, cfg.write_buffer, cfg.max_message_size);
-        shared.metrics_path = cfg.metrics_path.clone();
-        shared.board = board;
-        shared.ping_ms = cfg.ping_interval.map(millis);
-        shared.idle_ms = cfg.idle_timeout.map(millis);
+        let shared = Shared::new(cfg, board);
         let watchdog_ms = None;
         Ok(Reactor {
             poll,
