@@ -1,11 +1,15 @@
 //! Server configuration: defaults, command-line parsing, validation.
 //!
-//! Owns every tunable and its documented default (and memory cost). Parsing uses `lexopt`; sizes
-//! accept `K`/`KiB`/`M`/`MiB`/`G`/`GiB` suffixes, durations are seconds (fractions allowed). It does
-//! not open sockets, read files or touch process limits.
+//! Owns every tunable and its documented default (and memory cost), the server's flag set and the
+//! checks of values against each other and the design's limits. Parsing uses `lexopt`; the
+//! grammar of sizes (`K`/`KiB`/`M`/`MiB`/`G`/`GiB`) and durations (seconds, fractions allowed, or
+//! with `s`/`ms`) is not here but in [`crate::units`], shared with `wsbench`. It does not open
+//! sockets, read files or touch process limits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::units::{self, UnitError};
 
 /// Everything the reactor needs to know.
 #[derive(Debug, Clone)]
@@ -99,32 +103,27 @@ OPTIONS:
     -h, --help                 print this help
     -V, --version              print the version
 
-Sizes accept K, KiB, M, MiB, G, GiB suffixes. Log level: RUST_LOG=error|warn|info|debug|trace.
+Sizes accept K, KiB, M, MiB, G, GiB suffixes; SECS are seconds, fractions allowed, or with an
+s or ms suffix (500ms). Log level: RUST_LOG=error|warn|info|debug|trace.
 ";
 
-/// Parses a byte size such as `65536`, `64K`, `64KiB`, `16M`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}'"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in '{s}'")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' too large"))
+/// A size flag's value, by the shared grammar ([`units::parse_size`]).
+fn size_flag(s: &str) -> Result<u64, String> {
+    units::parse_size(s).map_err(|e| match e {
+        UnitError::UnknownUnit => format!("invalid size unit in '{s}' (K, KiB, M, MiB, G, GiB)"),
+        UnitError::Overflow => format!("size '{s}' too large"),
+        e => format!("invalid size '{s}' ({e})"),
+    })
 }
 
-/// Parses seconds, fractions allowed (`0.5`).
-pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("invalid duration '{s}' (seconds)"))?;
-    if !(v.is_finite() && v > 0.0 && v < 1e7) {
-        return Err(format!("duration '{s}' out of range"));
-    }
-    Ok(Duration::from_secs_f64(v))
+/// A duration flag's value, by the shared grammar ([`units::parse_duration`]); the range each
+/// flag allows is checked by [`Config::validate`].
+fn secs_flag(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s).map_err(|e| match e {
+        UnitError::UnknownUnit => format!("invalid duration unit in '{s}' (seconds, s or ms)"),
+        UnitError::Overflow => format!("duration '{s}' out of range"),
+        e => format!("invalid duration '{s}' (seconds: {e})"),
+    })
 }
 
 impl Config {
@@ -149,11 +148,11 @@ impl Config {
                     let v = val(&mut p)?;
                     cfg.listen = v.parse().map_err(|_| format!("invalid --listen address '{v}' (want IP:PORT)"))?;
                 }
-                Long("max-message-size") => cfg.max_message_size = parse_size(&val(&mut p)?)?,
-                Long("write-buffer") => cfg.write_buffer = to_usize(parse_size(&val(&mut p)?)?)?,
-                Long("read-buffer") => cfg.read_buffer = to_usize(parse_size(&val(&mut p)?)?)?,
-                Long("handshake-timeout") => cfg.handshake_timeout = parse_secs(&val(&mut p)?)?,
-                Long("close-timeout") => cfg.close_timeout = parse_secs(&val(&mut p)?)?,
+                Long("max-message-size") => cfg.max_message_size = size_flag(&val(&mut p)?)?,
+                Long("write-buffer") => cfg.write_buffer = to_usize(size_flag(&val(&mut p)?)?)?,
+                Long("read-buffer") => cfg.read_buffer = to_usize(size_flag(&val(&mut p)?)?)?,
+                Long("handshake-timeout") => cfg.handshake_timeout = secs_flag(&val(&mut p)?)?,
+                Long("close-timeout") => cfg.close_timeout = secs_flag(&val(&mut p)?)?,
                 Long("max-connections") => {
                     let v = val(&mut p)?;
                     cfg.max_connections = v.parse().map_err(|_| format!("invalid --max-connections '{v}'"))?;
@@ -163,9 +162,9 @@ impl Config {
                     cfg.threads = v.parse().map_err(|_| format!("invalid --threads '{v}'"))?;
                 }
                 Long("reuse-port") => cfg.reuse_port = true,
-                Long("ping-interval") => cfg.ping_interval = Some(parse_secs(&val(&mut p)?)?),
-                Long("idle-timeout") => cfg.idle_timeout = Some(parse_secs(&val(&mut p)?)?),
-                Long("shutdown-timeout") => cfg.shutdown_timeout = parse_secs(&val(&mut p)?)?,
+                Long("ping-interval") => cfg.ping_interval = Some(secs_flag(&val(&mut p)?)?),
+                Long("idle-timeout") => cfg.idle_timeout = Some(secs_flag(&val(&mut p)?)?),
+                Long("shutdown-timeout") => cfg.shutdown_timeout = secs_flag(&val(&mut p)?)?,
                 Long("metrics-path") => {
                     let v = val(&mut p)?;
                     if !v.starts_with('/') {
@@ -258,5 +257,21 @@ mod tests {
         assert!(run(&["--max-message-size", "12Q"]).unwrap_err().contains("unit"));
         assert!(run(&["--handshake-timeout", "-1"]).is_err());
         assert!(run(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn size_and_duration_grammar_is_the_shared_one() {
+        let c = run(&["--write-buffer", "32 kib", "--close-timeout", "500ms", "--idle-timeout", "1.5s"]).unwrap();
+        assert_eq!(c.write_buffer, 32 << 10);
+        assert_eq!(c.close_timeout, Duration::from_millis(500));
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(run(&["--ping-interval", "250ms"]).unwrap().ping_interval, Some(Duration::from_millis(250)));
+        assert!(run(&["--close-timeout", "5m"]).unwrap_err().contains("unit"));
+        assert!(run(&["--close-timeout", ""]).is_err());
+        assert!(run(&["--close-timeout", "0"]).unwrap_err().contains("--close-timeout"));
+        assert!(run(&["--close-timeout", "0.1ms"]).unwrap_err().contains("between 1 ms"));
+        assert!(run(&["--shutdown-timeout", "1e8"]).unwrap_err().contains("out of range"));
+        assert!(run(&["--max-message-size", "-5"]).is_err());
+        assert!(run(&["--max-message-size", "99999999999999999999"]).unwrap_err().contains("too large"));
     }
 }

@@ -1,9 +1,10 @@
-//! Command line of `wsbench`: the option set, its `--help` text, value parsing (sizes, durations,
-//! the `ws://` URL) and the checks that need nothing but the arguments.
+//! Command line of `wsbench`: the option set, its `--help` text, value parsing (counts, rates,
+//! probabilities, the `ws://` URL) and the checks that need nothing but the arguments.
 //!
-//! Owns [`Config`], the immutable description of one run that every other module reads. It does
-//! not resolve host names, look at system limits or plan source addresses (see `net`), and it
-//! never touches sockets.
+//! Owns [`Config`], the immutable description of one run that every other module reads. The
+//! grammar of sizes and durations is not here but in the library (`wsecho::units`, shared with
+//! the server); this module only applies wsbench's limits to them. It does not resolve host names,
+//! look at system limits or plan source addresses (see `net`), and it never touches sockets.
 
 #[cfg(test)]
 use std::ffi::OsString;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lexopt::ValueExt as _;
+use wsecho::units::{self, UnitError};
 
 /// What each connection does once upgraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,10 +136,9 @@ MODES (--mode):
            byte for byte, and every echoed frame for fidelity (see FRAME FIDELITY). With
            probability --disconnect-prob per message a connection closes cleanly (close 1000,
            expects 1000) or drops TCP mid-message (FIN or RST), then reconnects, so --connections
-           stay open.
-           Planned disconnects are not lost connections; a server close, reset, EOF or an echo
-           making no progress for --echo-timeout is. Payloads are regenerated from seeds, never
-           stored. Ramp-up, then --warmup + --duration of soak (both counted), then closing
+           stay open. Planned disconnects are not lost connections; a server close, reset, EOF or
+           an echo making no progress for --echo-timeout is. Payloads are regenerated from seeds,
+           never stored. Ramp-up, then --warmup + --duration of soak (both counted), then closing
 
 LOAD:
     -m, --mode MODE            echo | rate | idle | soak                       [default: echo]
@@ -147,6 +148,7 @@ LOAD:
                                soak: at most N messages in flight at once, the connections
                                taking turns                      [default: min(connections, 1000)]
     -s, --size BYTES           payload bytes per message; suffixes k/KiB, m/MiB  [default: 20]
+                               (sizes: K, KiB, M, MiB, G, GiB, any case, powers of 1024)
         --binary               binary messages                                 [default]
         --text                 text messages (ASCII payload)
         --text-kind KIND       ascii | mixed: text messages, mixed = about half the characters
@@ -180,7 +182,7 @@ FRAME FIDELITY (echo, rate and soak; off with --no-fidelity):
     echoed cut into several frames (the server validates UTF-8 within a bounded buffer); from
     the first such frame to the end of its message only the reassembled bytes are checked.
 
-TIMING (seconds, fractions allowed):
+TIMING (seconds, fractions allowed, or with an s or ms suffix: 2.5, 500ms):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
                                                                                [default: 10]
         --warmup SECS          run this long after ramp-up before measuring    [default: 0]
@@ -217,8 +219,8 @@ printed. The total run time is ramp-up + warm-up + duration + at most --close-ti
 
 EXIT STATUS:
     0  every echo matched, no connection was lost or failed to open/upgrade
-    1  echo mismatches, fidelity errors, lost connections (closed by the server, reset, EOF before our close), or
-       connections that could not be opened or upgraded
+    1  echo mismatches, fidelity errors, lost connections (closed by the server, reset, EOF
+       before our close), or connections that could not be opened or upgraded
     2  bad usage, or the run cannot fit the limits (open files per process, ports)
 ";
 
@@ -315,7 +317,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             }
             Short('c') | Long("connections") => connections = count(&mut p, "--connections")?,
             Long("active") => active = Some(count(&mut p, "--active")?),
-            Short('s') | Long("size") => size = parse_size(&p.value()?.string()?)?,
+            Short('s') | Long("size") => size = self::size(&mut p, "--size")?,
             Long("binary") => text = false,
             Long("text") => text = true,
             Long("text-kind") => {
@@ -351,7 +353,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             Long("json") => json = Some(PathBuf::from(p.value()?)),
             Long("ready-file") | Long("hold-file") => ready_file = Some(PathBuf::from(p.value()?)),
             Short('q') | Long("quiet") => quiet = true,
-            Long("max-size") => max_size = parse_size(&p.value()?.string()?)?,
+            Long("max-size") => max_size = self::size(&mut p, "--max-size")?,
             Long("max-fragments") => max_fragments = count(&mut p, "--max-fragments")?,
             Long("ping-prob") => ping_prob = probability(&mut p, "--ping-prob")?,
             Long("disconnect-prob") => disconnect_prob = probability(&mut p, "--disconnect-prob")?,
@@ -500,48 +502,21 @@ fn probability(p: &mut lexopt::Parser, name: &str) -> Result<f64, UsageError> {
 
 fn secs(p: &mut lexopt::Parser, name: &str) -> Result<Duration, UsageError> {
     let s = p.value()?.string()?;
-    parse_secs(&s).ok_or_else(|| format!("{name}: '{s}' is not a number of seconds").into())
+    units::parse_duration(&s)
+        .map_err(|e| format!("{name}: '{s}' is not a number of seconds ({e}; e.g. 10, 2.5, 500ms)").into())
 }
 
-/// `10`, `2.5`, `10s`, `500ms`.
-pub fn parse_secs(s: &str) -> Option<Duration> {
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1e-3)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    if !v.is_finite() || v < 0.0 || v * scale > 1e7 {
-        return None;
+fn size(p: &mut lexopt::Parser, name: &str) -> Result<usize, UsageError> {
+    size_value(&p.value()?.string()?, name)
+}
+
+/// A size by the shared grammar ([`units::parse_size`]), at most 2 GiB.
+fn size_value(s: &str, name: &str) -> Result<usize, UsageError> {
+    match units::parse_size(s) {
+        Ok(v) if v <= 1 << 31 => Ok(v as usize),
+        Ok(_) | Err(UnitError::Overflow) => Err(format!("{name}: '{s}' is too large (at most 2 GiB)").into()),
+        Err(e) => Err(format!("{name}: '{s}' is not a size ({e}; e.g. 20, 1k, 16MiB)").into()),
     }
-    Some(Duration::from_secs_f64(v * scale))
-}
-
-/// `20`, `1k`/`1KiB` (1024), `16m`/`16MiB`, `1g`.
-pub fn parse_size(s: &str) -> Result<usize, UsageError> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let (num, mult) = [
-        ("kib", 1usize << 10),
-        ("mib", 1 << 20),
-        ("gib", 1 << 30),
-        ("kb", 1 << 10),
-        ("mb", 1 << 20),
-        ("gb", 1 << 30),
-        ("k", 1 << 10),
-        ("m", 1 << 20),
-        ("g", 1 << 30),
-        ("b", 1),
-    ]
-    .iter()
-    .find_map(|&(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), m)))
-    .unwrap_or((lower.clone(), 1));
-    let v: usize = num.parse().map_err(|_| format!("--size: '{s}' is not a size (e.g. 20, 1k, 16MiB)"))?;
-    v.checked_mul(mult)
-        .filter(|&v| v <= 1 << 31)
-        .ok_or_else(|| format!("--size: '{s}' is too large (at most 2 GiB)").into())
 }
 
 /// Splits `ws://host[:port][/path]` into (host, port, Host header, path).
@@ -623,16 +598,25 @@ mod tests {
 
     #[test]
     fn sizes_and_secs() {
-        assert_eq!(parse_size("20").unwrap(), 20);
-        assert_eq!(parse_size("1k").unwrap(), 1024);
-        assert_eq!(parse_size("16KiB").unwrap(), 16384);
-        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("3g").is_err());
-        assert_eq!(parse_secs("2.5"), Some(Duration::from_millis(2500)));
-        assert_eq!(parse_secs("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_secs("3s"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_secs("-1"), None);
+        // The grammar is the library's (`wsecho::units`); here, its use and wsbench's limits.
+        assert_eq!(size_value("20", "--size").unwrap(), 20);
+        assert_eq!(size_value("1k", "--size").unwrap(), 1024);
+        assert_eq!(size_value("16KiB", "--size").unwrap(), 16384);
+        assert_eq!(size_value("16MiB", "--size").unwrap(), 16 << 20);
+        assert_eq!(size_value("2g", "--size").unwrap(), 1 << 31);
+        assert!(size_value("x", "--size").unwrap_err().0.contains("not a size"));
+        assert!(size_value("3g", "--max-size").unwrap_err().0.starts_with("--max-size: '3g' is too large"));
+        let c = cfg(&["-d", "2.5", "--warmup", "500ms", "--connect-timeout", "3s", "-s", "1 KiB", "ws://h:1/"]);
+        assert_eq!(
+            (c.duration, c.warmup, c.connect_timeout),
+            (Duration::from_millis(2500), Duration::from_millis(500), Duration::from_secs(3))
+        );
+        assert_eq!(c.size, 1024);
+        assert_eq!(cfg(&["--warmup", "0", "ws://h:1/"]).warmup, Duration::ZERO);
+        for bad in ["-1", "", "5m", "x"] {
+            let e = parse_from(["-d", bad, "ws://h:1/"]).err().expect(bad).0;
+            assert!(e.starts_with(&format!("--duration: '{bad}' is not a number of seconds")), "{e}");
+        }
     }
 
     #[test]
