@@ -11,6 +11,7 @@
 //! - [`buffers`]: pools of buffers borrowed only while a connection is busy.
 //! - [`timer`]: O(1) timeouts, one FIFO per fixed duration, linked through connections.
 //! - [`metrics`]: plain counters and their Prometheus rendering.
+//! - [`units`]: the grammar of sizes and durations on every command line (server and `wsbench`).
 //! - [`config`]: flags, defaults, validation.
 //! - [`memsock`]: an in-memory socket to drive a connection in benches, fuzzing and tests.
 //! - [`socket`]: the byte stream under a connection, and what one non-blocking call did.
@@ -49,4 +50,5 @@ pub mod server;
 pub mod shared;
 pub mod socket;
 pub mod timer;
+pub mod units;
 pub mod utf8;
