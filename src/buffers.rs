@@ -2,7 +2,7 @@
 //!
 //! Owns the free lists. A connection holds a buffer only while it has something to carry between
 //! reads (a partial request head, a partial frame header or control frame, output the socket did
-//! not take); an idle connection holds none, which is what keeps it at about a hundred bytes.
+//! not take); an idle connection holds none, which is what keeps it at its struct size (see `conn`).
 //! Buffers are recycled, so steady traffic allocates nothing; the free list keeps at most
 //! `max_free` buffers and frees the rest, so a burst does not pin memory forever. It knows nothing
 //! about WebSocket or sockets.

@@ -70,7 +70,8 @@ pub enum Phase {
     Flush,
 }
 
-/// One client connection. About a hundred bytes when idle (see the module doc).
+/// One client connection: 104 bytes (`size_of`, held to that by a unit test), and no buffer
+/// while idle (see the module doc).
 #[derive(Debug)]
 pub struct Connection<S: Socket = TcpStream> {
     stream: S,
@@ -887,9 +888,10 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
     #[test]
     fn idle_connection_state_is_small() {
-        // The per-connection budget is 200 bytes of user-space memory; the slab entry is most of it.
+        // The idle cost of a connection is this struct plus its slab slot (~108 B measured with
+        // 10,000 idle connections); a field that grows it must be worth 10 MB per 100k connections.
         let size = std::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size}");
-        assert!(size <= 128, "Connection grew to {size} bytes");
+        assert!(size <= 104, "Connection grew to {size} bytes");
     }
 }

@@ -20,20 +20,25 @@ thread_local! {
     static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting
+// touches only an atomic and a thread-local flag, never the allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if COUNT_HERE.with(|c| c.get()) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: forwarded as received (the caller upholds `GlobalAlloc::alloc`'s contract).
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System.alloc`/`realloc` above with layout `l`.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         if COUNT_HERE.with(|c| c.get()) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: `p` came from `System` with layout `l`; forwarded as received.
         unsafe { System.realloc(p, l, n) }
     }
 }

@@ -266,6 +266,8 @@ fn random_disconnects_leave_nothing_behind() {
                 s.write_all(&big[..5000]).unwrap();
                 let l = libc::linger { l_onoff: 1, l_linger: 0 };
                 use std::os::fd::AsRawFd;
+                // SAFETY: setsockopt on a socket we own, with a pointer to a live `linger` value
+                // and its exact size.
                 unsafe {
                     libc::setsockopt(
                         s.as_raw_fd(),

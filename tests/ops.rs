@@ -208,6 +208,7 @@ fn notifies_ready_then_stopping_and_exits_0_on_sigterm() {
     // Ready means listening: a client upgrades right away.
     let mut s = handshake(format!("127.0.0.1:{port}").parse().unwrap());
     echo(&mut s, OP_TEXT, b"hi");
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let n = rx.recv(&mut b).expect("STOPPING=1");
     assert_eq!(&b[..n], b"STOPPING=1");
@@ -246,6 +247,7 @@ fn socket_activation_uses_the_inherited_listener() {
     drop(listener);
     let mut s = handshake(addr);
     echo(&mut s, OP_BINARY, b"through fd 3");
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     expect_close(&mut s, 1001);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
