@@ -2,9 +2,10 @@
 //!
 //! `cargo bench` runs them (criterion). Groups: frame header decode/encode (7/16/64-bit lengths),
 //! unmasking (20 B, 1 KiB, 64 KiB; word-at-a-time vs the byte loop, bytes/s), UTF-8 validation
-//! (ASCII, mixed, CJK and emoji text of 20 B, 1 KiB and 16 KiB, bytes/s; `std::str::from_utf8` on
-//! the 16 KiB inputs as a reference), the upgrade (parse + accept key + 101), and `echo`: a
-//! `Connection` over a `MemSocket` echoing pipelined messages (no syscalls: the protocol cost alone).
+//! (ASCII, mixed, CJK, emoji and random text of 20 B, 1 KiB and 16 KiB, bytes/s;
+//! `std::str::from_utf8` on the 16 KiB inputs as a reference), the upgrade (parse + accept key +
+//! 101), and `echo`: a `Connection` over a `MemSocket` echoing pipelined messages (no syscalls: the
+//! protocol cost alone).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -78,11 +79,41 @@ fn text_of(unit: &str, len: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Random characters, exactly `len` bytes: half of them ASCII, the rest 2-, 3- and 4-byte ones
+/// (1:2:1), as in `wsbench --text-kind mixed`.
+fn random_text(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::with_capacity(len + 4);
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = (x >> 8) as u32;
+        let cp = match x % 8 {
+            0..=3 => r % 0x80,
+            4 => 0x80 + r % 0x780,
+            5 | 6 => 0x800 + r % 0xD000,
+            _ => 0x1_0000 + r % 0x10_0000,
+        };
+        let ch = char::from_u32(cp).expect("a scalar value");
+        if s.len() + ch.len_utf8() > len {
+            break;
+        }
+        s.push(ch);
+    }
+    while s.len() < len {
+        s.push(' ');
+    }
+    s.into_bytes()
+}
+
 fn utf8(c: &mut Criterion) {
     // `Utf8Validator::feed` on one whole message, bytes/s. ASCII; mixed (Latin with accents,
     // Greek, a 4-byte symbol, €: about 1 byte in 4 non-ASCII); CJK (3-byte characters, ASCII
-    // punctuation now and then); emoji (4-byte characters and spaces). 20 B is a chat message, 1 KiB
-    // and 16 KiB are JSON-sized documents.
+    // punctuation now and then); emoji (4-byte characters and spaces); random (see `random_text`).
+    // 20 B is a chat message, 1 KiB and 16 KiB are JSON-sized documents. The first four repeat a
+    // short pattern, which a branchy validator (std's) learns; random text comes from 16 buffers
+    // taken in turn, which it cannot learn, as with real traffic: std is ~10x slower on it.
     let mut g = c.benchmark_group("utf8");
     let kinds = [
         ("ascii", "The quick brown fox jumps over the lazy dog; {\"id\": 42, \"ok\": true}\n"),
@@ -107,6 +138,28 @@ fn utf8(c: &mut Criterion) {
                     b.iter(|| std::str::from_utf8(black_box(data)).is_ok())
                 });
             }
+        }
+    }
+    for size in [20usize, 1024, 16 << 10] {
+        let bufs: Vec<Vec<u8>> = (1..=16).map(|seed| random_text(seed, size)).collect();
+        assert!(bufs.iter().all(|b| std::str::from_utf8(b).is_ok() && b.len() == size));
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("random", size), &bufs, |b, bufs| {
+            let mut k = 0;
+            b.iter(|| {
+                k = (k + 1) % bufs.len();
+                let mut v = Utf8Validator::new();
+                v.feed(black_box(&bufs[k])).is_ok()
+            })
+        });
+        if size == 16 << 10 {
+            g.bench_with_input(BenchmarkId::new("random-std", size), &bufs, |b, bufs| {
+                let mut k = 0;
+                b.iter(|| {
+                    k = (k + 1) % bufs.len();
+                    std::str::from_utf8(black_box(&bufs[k])).is_ok()
+                })
+            });
         }
     }
     g.finish();
