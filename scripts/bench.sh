@@ -3,7 +3,7 @@
 #
 # Usage: scripts/bench.sh [--quick] [SCENARIO...]
 #   --quick     ~3 s per run instead of ~10 s (plus ramp-up/close time)
-#   SCENARIO    numbers 1-7 (default: all)
+#   SCENARIO    numbers 1-9 (default: all)
 #     1  100 connections x 20 B          (1 in flight per connection, then 16 pipelined)
 #     2  10 connections x 1 KiB          (1 in flight, then 16)
 #     3  200 connections x 16 KiB        (1 in flight, then 16)
@@ -14,6 +14,9 @@
 #     8  --threads scaling: 200 connections x 1 KiB, 16 pipelined, against --threads 1 and then
 #        --threads N (N = CPUs/2; server on CPUs 0..N-1, wsbench with N loops on the others);
 #        goal: N reactors >= 0.8 x N x one. Needs 4 CPUs or more (skipped otherwise).
+#     9  200 connections x 16 KiB text of mixed UTF-8, about half the characters non-ASCII
+#        (wsbench --text-kind mixed; 1 in flight, then 16): the server's UTF-8 validation, against
+#        scenario 3's binary messages of the same size
 #
 # wsecho runs pinned to CPU 0 and wsbench to CPU 1 (taskset). Server CPU per message is the
 # server's utime+stime (/proc/PID/stat) sampled when wsbench prints MEASURE_START and
@@ -30,12 +33,12 @@ SCENARIOS=()
 for a in "$@"; do
     case "$a" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        [1-8]) SCENARIOS+=("$a") ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        [1-9]) SCENARIOS+=("$a") ;;
         *) echo "bench.sh: unknown argument '$a' (see --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(1 2 3 4 5 6 7 8)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(1 2 3 4 5 6 7 8 9)
 
 if [ "$QUICK" = 1 ]; then DUR=3; WARM=0; else DUR=10; WARM=1; fi
 
@@ -227,6 +230,12 @@ for s in "${SCENARIOS[@]}"; do
                 stop_servers
             done
             PIN_SRV=("${SAVE_SRV[@]}"); PIN_CLI=("${SAVE_CLI[@]}") ;;
+        9)
+            for k in 1 16; do
+                start_servers 1 || exit 1
+                run "9 200x16KiB mixed k=$k" plain -c 200 -s 16KiB --text-kind mixed -k "$k" "${D[@]}"
+                stop_servers
+            done ;;
     esac
 done
 
