@@ -1,0 +1,70 @@
+// uws-echo: a WebSocket echo server on uWebSockets, for scripts/compare.sh (our own code, compiled
+// against a uWebSockets checkout by scripts/peers/uws.sh; no uWebSockets source is kept here).
+//
+//   uws-echo [--listen HOST:PORT]      default 127.0.0.1:9004
+//
+// The same service as wsecho and the other peers: one thread, every text and binary message sent
+// back with its opcode (uWebSockets hands over whole messages; an unfragmented frame comes back as
+// one frame of the same length), pings answered and closes echoed by the library, compression
+// off, 16 MiB largest message (wsecho's default). Backpressure: as in uWebSockets'
+// examples/EchoServer.cpp (100 MiB, messages never dropped or closed for it): closed-loop load
+// generators bound what is in flight themselves.
+#include "App.h"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+int main(int argc, char **argv) {
+    std::string host = "127.0.0.1";
+    int port = 9004;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i], v;
+        if (a == "-h" || a == "--help") {
+            std::printf("uws-echo - WebSocket echo server on uWebSockets\n\nUSAGE:\n    uws-echo [--listen HOST:PORT]\n");
+            return 0;
+        } else if (a == "--listen" && i + 1 < argc) {
+            v = argv[++i];
+        } else if (a.rfind("--listen=", 0) == 0) {
+            v = a.substr(9);
+        } else {
+            std::fprintf(stderr, "uws-echo: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+        size_t colon = v.rfind(':');
+        if (colon == std::string::npos || colon == 0) {
+            std::fprintf(stderr, "uws-echo: --listen: '%s' is not HOST:PORT\n", v.c_str());
+            return 2;
+        }
+        host = v.substr(0, colon);
+        port = std::atoi(v.c_str() + colon + 1);
+    }
+
+    // A write to a socket the client already closed must not kill the server (uSockets leaves
+    // SIGPIPE at its default here).
+    std::signal(SIGPIPE, SIG_IGN);
+
+    struct PerSocketData {};
+    uWS::App().ws<PerSocketData>("/*", {
+        .compression = uWS::DISABLED,
+        .maxPayloadLength = 16 * 1024 * 1024,
+        .idleTimeout = 0,
+        .maxBackpressure = 100 * 1024 * 1024,
+        .closeOnBackpressureLimit = false,
+        .resetIdleTimeoutOnSend = false,
+        .sendPingsAutomatically = false,
+        .message = [](auto *ws, std::string_view message, uWS::OpCode opCode) {
+            ws->send(message, opCode, false);
+        },
+    }).listen(host, port, [&](auto *listen_socket) {
+        if (listen_socket) {
+            std::fprintf(stderr, "uws-echo: listening on %s:%d\n", host.c_str(), port);
+        } else {
+            std::fprintf(stderr, "uws-echo: cannot listen on %s:%d\n", host.c_str(), port);
+            std::exit(1);
+        }
+    }).run();
+    return 0;
+}
