@@ -33,11 +33,12 @@ set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=autobahn.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 DEFAULT_PATTERN='*,-12.*,-13.*'
 CI=0
 VERBOSE=0
 PATTERN=""
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
@@ -75,20 +76,11 @@ command -v python3 >/dev/null 2>&1 || { echo "$SCRIPT: python3 is missing (the h
 # WSECHO_FLAGS is split on whitespace on purpose (flags and their values, no quoting).
 read -r -a FLAGS <<< "${WSECHO_FLAGS:-}"
 
-# shellcheck source=scripts/lib/common.sh
-. "$ROOT/scripts/lib/common.sh"
-
 SERVER_PID=""
 HARNESS_PID=""
-# Running (a child that exited stays a zombie until reaped, and a zombie answers kill -0).
-alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    local _
-    for _ in $(seq 1 120); do alive "$SERVER_PID" || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
+    stop_pids TERM 12 "$SERVER_PID"
     SERVER_PID=""
 }
 # shellcheck disable=SC2317  # called by the EXIT trap
@@ -101,8 +93,7 @@ cleanup() {
     fi
     stop_server
 }
-trap cleanup EXIT
-trap 'echo "$SCRIPT: interrupted" >&2; exit 130' INT TERM
+on_exit cleanup
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 T0=$(date +%s.%N)
@@ -116,19 +107,12 @@ rm -f "$OUT/results.json" "$OUT/results.txt" "$OUT/harness.log" "$OUT/wsecho.log
 
 # A free port below the ephemeral range; if another process takes it between the check and the
 # bind, wsecho exits (busy address) and the next port is tried.
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=$(( ${AUTOBAHN_PORT:-19601} - 1 ))
 for attempt in 1 2 3 4 5; do
-    PORT=$((PORT + 1))
-    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+    PORT=$(free_port $((PORT + 1)))
     "$WSECHO" --listen "127.0.0.1:$PORT" "${FLAGS[@]}" > "$OUT/wsecho.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        alive "$SERVER_PID" || break
-        port_busy "$PORT" && break
-        sleep 0.05
-    done
-    alive "$SERVER_PID" && port_busy "$PORT" && break
+    wait_port "$PORT" "$SERVER_PID" && alive "$SERVER_PID" && break
     wait "$SERVER_PID" 2>/dev/null
     SERVER_PID=""
     if ! grep -qi 'in use\|busy' "$OUT/wsecho.log" || [ "$attempt" = 5 ]; then

@@ -28,12 +28,15 @@
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=bench.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 QUICK=0
 SCENARIOS=()
 for a in "$@"; do
     case "$a" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         [1-9]) SCENARIOS+=("$a") ;;
         *) echo "bench.sh: unknown argument '$a' (see --help)" >&2; exit 2 ;;
     esac
@@ -42,16 +45,13 @@ done
 
 if [ "$QUICK" = 1 ]; then DUR=3; WARM=0; else DUR=10; WARM=1; fi
 
-SCRIPT=bench.sh
-# shellcheck source=scripts/lib/common.sh
-. "$ROOT/scripts/lib/common.sh"
 build_bins
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 echo "== open files: $(ulimit -n); CPUs: $(nproc); ephemeral ports: $(tr '\t' '-' < /proc/sys/net/ipv4/ip_local_port_range)"
 HZ=$(getconf CLK_TCK)
 CPUS=$(nproc)
-if [ "$CPUS" -ge 2 ]; then PIN_SRV=(taskset -c 0); PIN_CLI=(taskset -c 1); else PIN_SRV=(); PIN_CLI=(); fi
+pin_cpus
 
 WORK="$(mktemp -d /tmp/wsbench-bench.XXXXXX)"
 SERVER_PIDS=()
@@ -59,49 +59,31 @@ cleanup() {
     for p in "${SERVER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
     rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+on_exit cleanup
 
 PORT=${WSBENCH_PORT:-19001}
-next_port() {
-    PORT=$((PORT + 1))
-    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
-}
 
 # start_servers COUNT [wsecho args...]: COUNT wsecho processes on 127.0.0.1:$PORT, pinned.
 start_servers() {
     local n=$1; shift
-    next_port
+    PORT=$(free_port $((PORT + 1)))
     SERVER_PIDS=()
     local i
     for ((i = 0; i < n; i++)); do
         "${PIN_SRV[@]}" "$WSECHO" --listen "127.0.0.1:$PORT" "$@" > "$WORK/server-$i.log" 2>&1 &
         SERVER_PIDS+=($!)
     done
-    local t
-    for t in $(seq 1 100); do
-        if port_busy "$PORT"; then return 0; fi
-        for p in "${SERVER_PIDS[@]}"; do
-            kill -0 "$p" 2>/dev/null || { echo "bench.sh: wsecho exited:" >&2; cat "$WORK"/server-*.log >&2; return 1; }
-        done
-        sleep 0.05
-    done
-    echo "bench.sh: wsecho did not listen on port $PORT within 5 s" >&2
+    wait_port "$PORT" "${SERVER_PIDS[@]}"
+    case $? in
+        0) return 0 ;;
+        1) echo "bench.sh: wsecho exited:" >&2; cat "$WORK"/server-*.log >&2 ;;
+        *) echo "bench.sh: wsecho did not listen on port $PORT within 5 s" >&2 ;;
+    esac
     return 1
 }
 
 stop_servers() {
-    local p t
-    for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for t in $(seq 1 100); do
-        local alive=0
-        for p in "${SERVER_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${SERVER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    stop_pids TERM 10 "${SERVER_PIDS[@]}"
     SERVER_PIDS=()
 }
 
@@ -109,15 +91,7 @@ stop_servers() {
 srv_ticks() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
 # User-space CPU ticks only (utime): the server's own code, as opposed to syscalls.
 srv_uticks() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk '{print $14}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
-srv_kb() { local s=0 p v; for p in "${SERVER_PIDS[@]}"; do v=$(awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
-
-# jnum FILE KEY: a top-level number from wsbench's JSON.
-jnum() { sed -n "s/^  \"$2\": \([0-9.]*\),\{0,1\}$/\1/p" "$1" | head -n1; }
-# jlat FILE KEY FIELD: a field of a latency object.
-jlat() { grep "^  \"$2\": " "$1" | grep -o "\"$3\": [0-9.]*" | head -n1 | sed 's/.*: //'; }
-
-# fmt VALUE FORMAT: printf-formats a number, '-' when empty.
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "-"; else printf f, v }'; }
+srv_kb() { status_kb "$1" "${SERVER_PIDS[@]}"; }
 
 ROWS=()
 # run NAME NOTE-KIND [wsbench args...]: runs wsbench against the current servers, samples the

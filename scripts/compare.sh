@@ -47,6 +47,9 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
+SCRIPT=compare
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 
 QUICK=0
 BUILD=1
@@ -57,7 +60,6 @@ OUT=""
 PICK=()
 RETRIES=2
 
-usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
@@ -128,8 +130,7 @@ CLK_TCK=$(getconf CLK_TCK)
 [ -n "${EPOCHREALTIME:-}" ] || die "needs bash 5 or later (EPOCHREALTIME)"
 
 # ---------------------------------------------------------------- build
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-[ -n "$TARGET_DIR" ] || TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+TARGET_DIR=$(target_dir)
 PEERS_DIR="$ROOT/benches/peers"
 PEERS_TARGET="$PEERS_DIR/target"
 if [ "$BUILD" = 1 ]; then
@@ -162,22 +163,11 @@ SERVER_PID=""
 BENCH_PID=""
 
 cleanup() {
-    local p
-    for p in $BENCH_PID $SERVER_PID; do
-        kill -TERM "$p" 2>/dev/null
-    done
-    for p in $BENCH_PID $SERVER_PID; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
+    # shellcheck disable=SC2086 # an empty PID drops out
+    stop_pids TERM 1 $BENCH_PID $SERVER_PID
     BENCH_PID="" SERVER_PID=""
 }
-trap cleanup EXIT
-trap 'echo "compare: interrupted" >&2; exit 130' INT TERM
+on_exit cleanup
 
 # The sampling below runs while the servers are measured, so it sticks to builtins (no fork).
 # now_ns VAR: wall-clock nanoseconds into VAR.
@@ -241,13 +231,7 @@ start_server() {
 
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
+    stop_pids TERM 2.5 "$SERVER_PID"
     SERVER_PID=""
 }
 
@@ -335,11 +319,6 @@ run_bench() {
     BENCH_PID=""
 }
 
-# jnum FILE KEY: a top-level scalar of the wsbench JSON (one key per line).
-jnum() { sed -n "s/^  \"$2\": \([^,{]*\),\{0,1\}\$/\1/p" "$1" 2>/dev/null | head -1; }
-# jlat FILE FIELD: a field of latency_us.
-jlat() { sed -n "s/^  \"latency_us\": {.*\"$2\": \([0-9.]*\).*/\1/p" "$1" 2>/dev/null | head -1; }
-
 # Why a run failed, from wsbench's status and JSON ('' when it did not).
 failure() {
     local json=$1 rc=$2 alive=$3 why=""
@@ -377,8 +356,8 @@ run_echo() {
         "server_ticks=${C0:-?}..${C1:-?} cpu0_busy_total=${J0:-?}..${J1:-?} cpu1_busy_total=${K0:-?}..${K1:-?} wsbench_ticks=${B0:-?}..${B1:-?} over $((${TB1:-0} - ${T0:-0})) ns (CLK_TCK $CLK_TCK)" >>"$OUT/samples.txt"
 
     R[$sc,$name,rate]=$(jnum "$json" msgs_per_sec)
-    R[$sc,$name,p50]=$(jlat "$json" p50)
-    R[$sc,$name,p99]=$(jlat "$json" p99)
+    R[$sc,$name,p50]=$(jlat "$json" latency_us p50)
+    R[$sc,$name,p99]=$(jlat "$json" latency_us p99)
     if [ -n "$C0" ] && [ -n "$C1" ] && [ -n "$MSG0" ] && [ -n "$MSG1" ] && [ "$MSG1" -gt "$MSG0" ]; then
         local dt=$((T1 - T0))
         R[$sc,$name,cpu]=$(awk -v c="$((C1 - C0))" -v hz="$CLK_TCK" -v m="$((MSG1 - MSG0))" \
@@ -515,8 +494,6 @@ best_peer() {
     [ -n "$best" ] && echo "$best $bname"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 > 0) printf "%.2fx", a / b; else printf "-" }'; }
-fmt1() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.1f", v }'; }
-fmt2() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.2f", v }'; }
 wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
 
 {
@@ -532,8 +509,8 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
             [ "$first" = 1 ] && label=${SCEN_LABEL[$sc]}
             first=0
             printf '%-34s %-22s %11s %9s %9s %11s %8s %8s  %s\n' "$label" "$name" \
-                "$(awk -v v="${R[$sc,$name,rate]:-}" 'BEGIN { if (v == "") print "-"; else printf "%.0f", v }')" \
-                "$(fmt1 "${R[$sc,$name,p50]:-}")" "$(fmt1 "${R[$sc,$name,p99]:-}")" "$(fmt2 "${R[$sc,$name,cpu]:-}")" \
+                "$(fmt "${R[$sc,$name,rate]:-}" %.0f)" \
+                "$(fmt "${R[$sc,$name,p50]:-}" %.1f)" "$(fmt "${R[$sc,$name,p99]:-}" %.1f)" "$(fmt "${R[$sc,$name,cpu]:-}" %.2f)" \
                 "${R[$sc,$name,srvpct]:+${R[$sc,$name,srvpct]}%}" "${R[$sc,$name,clipct]:+${R[$sc,$name,clipct]}%}" \
                 "${R[$sc,$name,status]:-not run}"
         done

@@ -19,7 +19,11 @@
 # DESTDIR=/some/dir stages everything under that directory instead of / (packaging, tests).
 set -euo pipefail
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$repo
+SCRIPT=install-systemd
+# shellcheck source=scripts/lib/common.sh
+. "$repo/scripts/lib/common.sh"
 
 prefix=/usr/local
 socket=0
@@ -38,7 +42,6 @@ done
 case $prefix in /*) ;; *) echo "install-systemd: --prefix must be absolute" >&2; exit 2 ;; esac
 prefix=${prefix%/}
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
 units=$repo/scripts/systemd
 dest=${DESTDIR:-}
 dest=${dest%/}
@@ -52,11 +55,10 @@ say() { printf '  %s\n' "$*"; }
 
 # 1. The binary.
 if [ -z "$binary" ]; then
-    target=${CARGO_TARGET_DIR:-$repo/target}
-    binary=$target/release/wsecho
+    binary=$(target_dir)/release/wsecho
     stale=
     if [ -x "$binary" ]; then
-        stale=$(cd "$repo" && find src Cargo.toml Cargo.lock -newer "$binary" -print -quit 2>/dev/null || true)
+        stale=$(cd "$repo" && { find src Cargo.toml Cargo.lock -newer "$binary" -print -quit 2>/dev/null || true; })
     fi
     if [ ! -x "$binary" ] || [ -n "$stale" ]; then
         command -v cargo >/dev/null 2>&1 || {

@@ -33,6 +33,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=instructions.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 BASELINE="$ROOT/benches/baseline.txt"
 COUNT=100000
 CHECK=""
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
         --check) CHECK="${2:?--check needs a percentage}"; shift ;;
         --update-baseline) UPDATE=1 ;;
         --annotate) ANNOTATE=1 ;;
-        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         *) echo "instructions.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -62,15 +65,11 @@ CASES=(
     "text_mixed_16KiB|--mixed --pipeline 3 16k|16"
 )
 
-SCRIPT=instructions.sh
-# shellcheck source=scripts/lib/common.sh
-. "$ROOT/scripts/lib/common.sh"
 need_cmd valgrind valgrind
 
 VALGRIND="$(command -v valgrind)"
 
-echo "== building (cargo build --release --example echo_driver)"
-(cd "$ROOT" && cargo build --release --quiet --example echo_driver) || { echo "instructions.sh: build failed" >&2; exit 1; }
+cargo_build --release --example echo_driver
 DRIVER="$(target_dir)/release/examples/echo_driver"
 OUT="$ROOT/target/profile/callgrind"
 mkdir -p "$OUT"

@@ -34,9 +34,12 @@
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=profile.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 SCEN="${1:-small}"
 DUR="${2:-10}"
-case "$SCEN" in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
+case "$SCEN" in -h|--help) usage; exit 0 ;; esac
 case "$DUR" in ''|*[!0-9]*|0) echo "profile.sh: SECONDS must be a positive whole number" >&2; exit 2 ;; esac
 WIN=$(( DUR < 5 ? DUR : 5 ))
 
@@ -65,21 +68,6 @@ SUMMARY="$OUT/summary.txt"
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
 # ---------------------------------------------------------------- tools
-SUDO=()
-[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=(sudo -n)
-can_install() { command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#SUDO[@]} -gt 0 ]; }; }
-APT_UPDATED=0
-apt_install() {
-    can_install || return 1
-    export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 600 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; then
-        [ "$APT_UPDATED" = 1 ] && return 1
-        APT_UPDATED=1
-        timeout 300 "${SUDO[@]}" apt-get update -qq >/dev/null 2>&1
-        timeout 600 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
-    fi
-}
-
 if ! command -v perf >/dev/null 2>&1; then
     echo "== installing perf (apt-get install linux-perf)"
     apt_install linux-perf || echo "profile.sh: could not install linux-perf (need root and apt-get)" >&2
@@ -126,11 +114,9 @@ if [ "$PERF" != none ] && timeout 20 perf stat -x, -e "cycles$SFX" -- true 2>&1 
 fi
 
 # ---------------------------------------------------------------- build
-echo "== building (RUSTFLAGS=\"-C force-frame-pointers=yes\" cargo build --profile profiling --bins)"
-(cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo build --profile profiling --bins --quiet) \
-    || { echo "profile.sh: build failed" >&2; exit 1; }
-TGT="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TGT" in /*) ;; *) TGT="$ROOT/$TGT" ;; esac
+BUILD_SHOWN='RUSTFLAGS="-C force-frame-pointers=yes" cargo build --profile profiling --bins' \
+    RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo_build --profile profiling --bins
+TGT=$(target_dir)
 WSECHO="$TGT/profiling/wsecho"
 WSBENCH="$TGT/profiling/wsbench"
 
@@ -138,6 +124,7 @@ WSBENCH="$TGT/profiling/wsbench"
 SPID=""
 BPID=""
 PERF_PIDS=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     local p
     # perf runs under timeout, which leads its own process group (perf and its workload).
@@ -146,31 +133,17 @@ cleanup() {
     [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
     wait 2>/dev/null
 }
-trap cleanup EXIT
-trap 'echo "profile.sh: interrupted" >&2; exit 130' INT TERM
+on_exit cleanup
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(nproc)" -ge 2 ]; then
-    PIN_SRV=(taskset -c 0); PIN_CLI=(taskset -c 1); PINNING="wsecho on CPU 0, wsbench on CPU 1"
-else
-    PIN_SRV=(); PIN_CLI=(); PINNING="one CPU: no pinning"
-fi
+raise_nofile
+pin_cpus
+PINNING="one CPU: no pinning"
+[ ${#PIN_SRV[@]} -eq 0 ] || PINNING="wsecho on CPU 0, wsbench on CPU 1"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=${PROFILE_PORT:-19401}
-while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+PORT=$(free_port "${PROFILE_PORT:-19401}")
+# fetch_metrics (common.sh) runs in perf's workload shells too, with this PORT.
 export PORT
-
-# fetch_metrics: the server's /metrics text (curl, else bash's /dev/tcp).
-fetch_metrics() {
-    if command -v curl >/dev/null 2>&1; then
-        curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics"
-    else
-        # shellcheck disable=SC2016 # $PORT is expanded by the inner shell (exported)
-        timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$PORT; printf "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n" >&3; cat <&3'
-    fi
-}
-export -f fetch_metrics
+export -f fetch_metrics http_get
 # metric FILE NAME: one counter from a saved /metrics text.
 metric() { awk -v k="$2" '$1 == k { print $2; exit }' "$1" 2>/dev/null; }
 # A shell command that saves /metrics to $1.metrics, sleeps $2 s, saves it to $1-end.metrics: run
@@ -185,12 +158,12 @@ window_msgs() {
 
 "${PIN_SRV[@]}" "$WSECHO" --listen "127.0.0.1:$PORT" "${SRV_ARGS[@]}" > "$OUT/wsecho.log" 2>&1 &
 SPID=$!
-for _ in $(seq 1 100); do
-    port_busy "$PORT" && break
-    kill -0 "$SPID" 2>/dev/null || { echo "profile.sh: wsecho exited:" >&2; cat "$OUT/wsecho.log" >&2; exit 1; }
-    sleep 0.05
-done
-port_busy "$PORT" || { echo "profile.sh: wsecho did not listen on port $PORT within 5 s" >&2; exit 1; }
+wait_port "$PORT" "$SPID"
+case $? in
+    0) ;;
+    1) echo "profile.sh: wsecho exited:" >&2; cat "$OUT/wsecho.log" >&2; exit 1 ;;
+    *) echo "profile.sh: wsecho did not listen on port $PORT within 5 s" >&2; exit 1 ;;
+esac
 
 # wsbench runs longer than all the windows together; it is stopped (SIGINT) when they are done.
 BENCH_D=$((DUR + 2 * WIN + 30))
@@ -328,17 +301,11 @@ if [ -n "$SRC" ]; then
 fi
 
 # ---------------------------------------------------------------- stop the load
-kill -INT "$BPID" 2>/dev/null
-for _ in $(seq 1 150); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
-kill -KILL "$BPID" 2>/dev/null
-wait "$BPID" 2>/dev/null
+stop_pids INT 15 "$BPID"
 BPID=""
-RATE=$(sed -n 's/^  "msgs_per_sec": \([0-9.]*\),$/\1/p' "$OUT/wsbench.json" 2>/dev/null)
+RATE=$(jnum "$OUT/wsbench.json" msgs_per_sec)
 [ -n "$RATE" ] && [ "$SCEN" != idle ] && say "== wsbench: $(awk -v r="$RATE" 'BEGIN { printf "%.0f", r }') msg/s over its whole measured window (profilers attached most of it)"
-kill -TERM "$SPID" 2>/dev/null
-for _ in $(seq 1 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-kill -KILL "$SPID" 2>/dev/null
-wait "$SPID" 2>/dev/null
+stop_pids TERM 10 "$SPID"
 SPID=""
 
 # ---------------------------------------------------------------- flamegraph

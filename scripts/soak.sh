@@ -26,11 +26,13 @@
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=soak.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 MINUTES=10
 CONNS=50000
 CI=0
 SEED=()
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[[ "$CONNS" =~ ^[0-9]+$ ]] && [ "$CONNS" -gt 0 ] || { echo "soak.sh: --connections must be a positive number" >&2; exit 2; }
+if ! [[ "$CONNS" =~ ^[0-9]+$ ]] || [ "$CONNS" -eq 0 ]; then echo "soak.sh: --connections must be a positive number" >&2; exit 2; fi
 if [ "$CI" = 1 ]; then
     TOTAL=20; CONNS=2000
 else
@@ -59,12 +61,9 @@ fi
 WARM=$(awk -v t="$TOTAL" 'BEGIN { w = int(t / 10); if (w < 2) w = 2; if (w > 30) w = 30; print w }')
 DUR=$((TOTAL - WARM))
 
-SCRIPT=soak.sh
-# shellcheck source=scripts/lib/common.sh
-. "$ROOT/scripts/lib/common.sh"
 build_bins
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 NOFILE=$(ulimit -n)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
 # Servers: the kernel spreads SO_REUSEPORT connections by hash, not evenly, so keep each process
@@ -76,11 +75,8 @@ PER_CLI=$((NOFILE - 1000))
 PROCS=$(( (CONNS + PER_CLI - 1) / PER_CLI ))
 [ "$SERVERS" -gt 1 ] && ! "$WSECHO" --help 2>&1 | grep -q -- '--reuse-port' && {
     echo "soak.sh: $CONNS connections need $SERVERS wsecho processes, but wsecho has no --reuse-port" >&2; exit 2; }
-if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
-    PIN_SRV=(taskset -c 0); PIN_CLI=(taskset -c 1)
-else
-    PIN_SRV=(); PIN_CLI=()
-fi
+pin_cpus
+command -v taskset > /dev/null || { PIN_SRV=(); PIN_CLI=(); }
 echo "== soak: $CONNS connections, ${TOTAL} s (warm-up ${WARM} s + ${DUR} s), $SERVERS wsecho process(es)," \
      "$PROCS wsbench process(es); open files $NOFILE; CPUs $(nproc)${PIN_SRV:+ (servers on CPU 0, wsbench on CPU 1)}"
 
@@ -88,20 +84,11 @@ WORK="$(mktemp -d /tmp/wsecho-soak.XXXXXX)"
 SERVER_PIDS=()
 HELPER_PIDS=()
 BENCH_PID=""
-# Running (a child that exited stays a zombie until reaped, and a zombie answers kill -0).
-alive() { local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$st" ] && [ "$st" != Z ]; }
 stop_servers() {
-    local p t alive
-    for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for t in $(seq 1 50); do
-        alive=0
-        for p in "${SERVER_PIDS[@]}"; do alive "$p" && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${SERVER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    stop_pids TERM 5 "${SERVER_PIDS[@]}"
     SERVER_PIDS=()
 }
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     local p
     [ -n "$BENCH_PID" ] && kill -INT "$BENCH_PID" 2>/dev/null
@@ -110,12 +97,9 @@ cleanup() {
     stop_servers
     rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'echo "soak.sh: interrupted" >&2; exit 130' INT TERM
+on_exit cleanup
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=${WSBENCH_PORT:-19101}
-while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+PORT=$(free_port "${WSBENCH_PORT:-19101}")
 
 REUSE=()
 [ "$SERVERS" -gt 1 ] && REUSE=(--reuse-port)
@@ -124,10 +108,7 @@ for ((i = 0; i < SERVERS; i++)); do
     SERVER_PIDS+=($!)
 done
 up=0
-for _ in $(seq 1 100); do
-    if port_busy "$PORT"; then up=1; break; fi
-    sleep 0.05
-done
+wait_port "$PORT" "${SERVER_PIDS[@]}" && up=1
 # SO_REUSEPORT: every process must be listening, not just the first.
 sleep 0.2
 for p in "${SERVER_PIDS[@]}"; do
@@ -137,14 +118,7 @@ done
 echo "== wsecho pid(s) ${SERVER_PIDS[*]} on 127.0.0.1:$PORT"
 
 # Server RSS in KiB, summed over the server processes.
-srv_rss() {
-    local s=0 p v
-    for p in "${SERVER_PIDS[@]}"; do
-        v=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$p/status" 2>/dev/null)
-        s=$((s + ${v:-0}))
-    done
-    echo "$s"
-}
+srv_rss() { status_kb VmRSS "${SERVER_PIDS[@]}"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 kib() { awk -v k="$1" 'BEGIN { printf "%d KiB (%.1f MiB)", k, k / 1024 }'; }
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -199,11 +173,11 @@ DEAD=()
 for p in "${SERVER_PIDS[@]}"; do alive "$p" || DEAD+=("$p"); done
 stop_servers
 
-jnum() { sed -n "s/^  \"$1\": \([0-9.]*\),\{0,1\}$/\1/p" "$JSON" 2>/dev/null | head -n1; }
-MSGS=$(jnum messages); MISM=$(jnum echo_mismatches); LOST=$(jnum lost_connections)
-CLEAN=$(jnum clean_reconnects); DROPS=$(jnum abrupt_drops); RECON=$(jnum reconnects)
-PINGS=$(jnum pings); PONGS=$(jnum pongs); FRAGS=$(jnum fragments); USED_SEED=$(jnum seed)
-CF=$(jnum connect_failures); HF=$(jnum handshake_failures)
+j() { jnum "$JSON" "$1"; }
+MSGS=$(j messages); MISM=$(j echo_mismatches); LOST=$(j lost_connections)
+CLEAN=$(j clean_reconnects); DROPS=$(j abrupt_drops); RECON=$(j reconnects)
+PINGS=$(j pings); PONGS=$(j pongs); FRAGS=$(j fragments); USED_SEED=$(j seed)
+CF=$(j connect_failures); HF=$(j handshake_failures)
 
 echo
 echo "== soak summary ($CONNS connections, ${TOTAL} s, seed ${USED_SEED:-?})"
@@ -235,7 +209,7 @@ if [ ${#FAIL[@]} -eq 0 ]; then
     printf '  %-20s %s\n' "verdict" "PASS"
     exit 0
 fi
-printf '  %-20s FAIL: %s\n' "verdict" "$(IFS=';'; echo "${FAIL[*]}" | sed 's/;/; /g')"
+printf '  %-20s FAIL: %s\n' "verdict" "$(IFS=';'; f="${FAIL[*]}"; echo "${f//;/; }")"
 for ((i = 0; i < SERVERS; i++)); do
     [ -s "$WORK/server-$i.log" ] && { echo "--- wsecho $i log (last lines)"; tail -n 20 "$WORK/server-$i.log"; }
 done

@@ -19,8 +19,11 @@
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=syscalls.sh
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 DUR="${1:-3}"
-case "$DUR" in -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;; esac
+case "$DUR" in -h|--help) usage; exit 0 ;; esac
 case "$DUR" in ''|*[!0-9.]*) echo "syscalls.sh: SECONDS must be a number" >&2; exit 2 ;; esac
 
 RUNS=(
@@ -28,9 +31,6 @@ RUNS=(
     "1-in-flight|-c 100 -s 20 -k 1"
 )
 
-SCRIPT=syscalls.sh
-# shellcheck source=scripts/lib/common.sh
-. "$ROOT/scripts/lib/common.sh"
 need_cmd strace strace
 build_bins
 OUT="$ROOT/target/profile/syscalls"
@@ -39,42 +39,32 @@ mkdir -p "$OUT"
 SPID=""
 TPID=""
 BPID=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     [ -n "$BPID" ] && kill -KILL "$BPID" 2>/dev/null
     [ -n "$TPID" ] && kill -INT "$TPID" 2>/dev/null && sleep 0.5
     [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
     wait 2>/dev/null
 }
-trap cleanup EXIT
-trap 'echo "syscalls.sh: interrupted" >&2; exit 130' INT TERM
+on_exit cleanup
 
-if [ "$(nproc)" -ge 2 ]; then PIN_SRV=(taskset -c 0); PIN_CLI=(taskset -c 1); else PIN_SRV=(); PIN_CLI=(); fi
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pin_cpus
 PORT=$((${SYSCALLS_PORT:-19451} - 1))
-fetch_metrics() {
-    if command -v curl >/dev/null 2>&1; then
-        curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics"
-    else
-        timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3; cat <&3"
-    fi
-}
 
 SUMMARY=()
 for r in "${RUNS[@]}"; do
     name=${r%%|*}
     read -r -a args <<< "${r#*|}"
-    PORT=$((PORT + 1))
-    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+    PORT=$(free_port $((PORT + 1)))
 
     "${PIN_SRV[@]}" "$WSECHO" --listen "127.0.0.1:$PORT" > "$OUT/$name.wsecho.log" 2>&1 &
     SPID=$!
-    for _ in $(seq 1 100); do port_busy "$PORT" && break; sleep 0.05; done
-    port_busy "$PORT" || { echo "syscalls.sh: wsecho did not listen on port $PORT" >&2; cat "$OUT/$name.wsecho.log" >&2; exit 1; }
+    wait_port "$PORT" "$SPID" || { echo "syscalls.sh: wsecho did not listen on port $PORT" >&2; cat "$OUT/$name.wsecho.log" >&2; exit 1; }
 
     strace -c -f -p "$SPID" -o "$OUT/$name.strace" 2> "$OUT/$name.strace.log" &
     TPID=$!
     # strace prints "Process N attached" once it holds the process.
-    for _ in $(seq 1 50); do grep -q attached "$OUT/$name.strace.log" 2>/dev/null && break; sleep 0.1; done
+    wait_until 5 grep -qs attached "$OUT/$name.strace.log"
     grep -q attached "$OUT/$name.strace.log" \
         || { echo "syscalls.sh: strace could not attach to wsecho (ptrace not permitted?):" >&2; cat "$OUT/$name.strace.log" >&2; exit 1; }
 
@@ -91,13 +81,10 @@ for r in "${RUNS[@]}"; do
     for _ in $(seq 1 100); do kill -0 "$TPID" 2>/dev/null || break; sleep 0.1; done
     wait "$TPID" 2>/dev/null
     TPID=""
-    MSGS=$(fetch_metrics | awk '$1 == "wsecho_messages_sent_total" { print $2 }')
-    kill -TERM "$SPID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
+    MSGS=$(fetch_metrics "$PORT" | awk '$1 == "wsecho_messages_sent_total" { print $2 }')
+    stop_pids TERM 5 "$SPID"
     SPID=""
-    RATE=$(sed -n 's/^  "msgs_per_sec": \([0-9.]*\),$/\1/p' "$OUT/$name.json" 2>/dev/null)
+    RATE=$(jnum "$OUT/$name.json" msgs_per_sec)
 
     if [ -z "$MSGS" ] || [ "$MSGS" = 0 ] || [ ! -s "$OUT/$name.strace" ]; then
         echo "syscalls.sh: $name: no messages or no strace summary" >&2

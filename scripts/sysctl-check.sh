@@ -27,7 +27,7 @@ case $conns in '' | *[!0-9]*) echo "sysctl-check: --connections takes a number" 
 # sysctl NAME: the value with tabs squeezed to spaces, or "" when the key does not exist.
 sysctl_get() {
     local f="/proc/sys/${1//.//}"
-    [ -r "$f" ] && tr -s '\t ' ' ' <"$f" || true
+    if [ -r "$f" ]; then tr -s '\t ' ' ' <"$f" || true; fi
 }
 field() { echo "$1" | awk -v i="$2" '{ print $i }'; }
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }

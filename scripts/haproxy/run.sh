@@ -21,6 +21,12 @@
 # logs in the run directory.
 set -euo pipefail
 
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=$repo
+SCRIPT=run.sh
+# shellcheck source=scripts/lib/common.sh
+. "$repo/scripts/lib/common.sh"
+
 conns=2000
 duration=10
 size=64
@@ -33,15 +39,14 @@ while [ $# -gt 0 ]; do
         --size|-s) size=${2:?}; shift 2 ;;
         --keep) keep=1; shift ;;
         --python) python_only=1; shift ;;
-        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 case $conns$duration in *[!0-9]*) echo "run.sh: --connections and --duration take whole numbers" >&2; exit 2 ;; esac
 
-repo=$(cd "$(dirname "$0")/../.." && pwd)
 cfg=$repo/scripts/haproxy/haproxy.cfg
-target=${CARGO_TARGET_DIR:-$repo/target}
+target=$(target_dir)
 backends=(9101 9102)
 lb_port=9000
 stats_port=8404
@@ -53,9 +58,7 @@ die() { printf '[run.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 if ! command -v haproxy >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || die "haproxy is not installed; run: sudo apt-get install haproxy"
     log "installing haproxy (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends haproxy >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+    apt_install haproxy || die "could not install haproxy (apt-get install haproxy)"
 fi
 log "$(haproxy -v | head -1)"
 
@@ -82,14 +85,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    stop_pids TERM 5 "${pids[@]}"
     wait 2>/dev/null || true
     if [ "$keep" = 1 ] || [ $rc -ne 0 ]; then
         log "logs kept in $run"
@@ -112,14 +108,7 @@ deadline=$((duration + 90))
 ) &
 watchdog=$!
 
-# ---- helpers ----------------------------------------------------------------------------------
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# http_get PORT PATH: the response (headers + body), or nothing after 5 s.
-http_get() {
-    timeout --foreground 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
-        printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$1" >&3
-        cat <&3' "$1" "$2" 2>/dev/null || true
-}
+# ---- helpers (port_busy, http_get, wait_until: scripts/lib/common.sh) ---------------------------
 # metric PORT NAME: the sum of NAME's samples in that backend's /metrics.
 metric() {
     http_get "$1" /metrics | tr -d '\r' |
@@ -127,12 +116,11 @@ metric() {
 }
 wait_for() { # SECONDS DESCRIPTION COMMAND...
     local secs=$1 what=$2; shift 2
-    for _ in $(seq $((secs * 10))); do "$@" && return 0; sleep 0.1; done
-    die "timed out after ${secs}s waiting for $what"
+    wait_until "$secs" "$@" || die "timed out after ${secs}s waiting for $what"
 }
 
 for p in "$lb_port" "$stats_port" "${backends[@]}"; do
-    port_open "$p" && die "port $p on 127.0.0.1 is already in use"
+    port_busy "$p" && die "port $p on 127.0.0.1 is already in use"
 done
 
 # ---- fit the open-file limit ------------------------------------------------------------------
