@@ -2,13 +2,15 @@
 //!
 //! Entry point only: parse the command line, raise the open-file limit, plan addresses and check
 //! limits, run the event loops here or in forked workers, then print the table (and JSON) and
-//! choose the exit status. Each concern lives in its own module:
-//! `cli` (options), `net` (addresses, limits, sockets), `wire` (WebSocket bytes), `frag`
-//! (fragmentation rules, frame fidelity), `workload` (echo/rate messages), `transport`
-//! (the connection machinery every mode shares), `mioloop` (the loop skeleton every mode shares),
-//! `client` and `worker` (echo/rate/idle connection and loop hooks), `monitor` (progress),
-//! `stats` (results), `proc` (signals, threads, forked workers); `--mode soak` has its own hooks
-//! (`soak`), connection logic (`soak_conn`) and regenerated payloads (`payload`).
+//! choose the exit status. It owns no connection, loop or result logic; each concern lives in its
+//! own module, and every `crate::` import points down this list (no cycles):
+//! `proc` (threads, forked workers) → `worker` (echo/rate/idle loop hooks) and `soak` (soak loop
+//! hooks) → `mioloop` (the loop skeleton every mode shares) → `client` and `soak_conn` (the
+//! modes' connection hooks) → `transport` (the connection machinery every mode shares);
+//! `monitor` (progress) and `stats` (results); and the leaves: `workload` (echo/rate messages),
+//! `payload` (soak's regenerated payloads), `frag` (fragmentation rules, frame fidelity), `wire`
+//! (WebSocket bytes), `net` (addresses, limits, sockets), `run` (shares, phases, live counters),
+//! `sys` (clock, stop flag, pipe writes) and `cli` (options).
 
 mod cli;
 mod client;

@@ -1,10 +1,12 @@
-//! Processes and threads: running one process's event loops (on the calling thread when there is one, else one thread each), and `--processes`:
-//! forking the workers before any thread or poller exists, collecting their progress and
-//! results over one pipe each, forwarding a stop to them, and reaping them.
+//! Processes and threads: running one process's event loops (on the calling thread when there is
+//! one, else one thread each), and `--processes`: forking the workers before any thread or poller
+//! exists, collecting their progress and results over one pipe each, forwarding a stop to them,
+//! and reaping them.
 //!
 //! Owns the pipe protocol's framing (lines: `p ...` progress snapshots, then `r` followed by
 //! [`Stats::encode`] lines up to `end`). It does not decide what the lines contain (see
-//! `monitor::Snapshot` and `stats::Stats`) and does not touch sockets (see `worker`).
+//! `monitor::Snapshot` and `stats::Stats`), does not touch sockets (see `worker`) and does not own
+//! the signal handlers or the stop flag (see `sys`): it only forwards a stop to the workers.
 
 use std::os::fd::RawFd;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! a harness that shares the server's codec cannot catch a bug in it (both sides would agree on
 //! the wrong bytes). It owns no sockets and no connection state (see `client`), no fragmentation
 //! rules (see `frag`) and no prepared messages (see `workload`); nothing here allocates except
-//! building the upgrade request into a caller's buffer.
+//! building the upgrade request into a caller's buffer and naming a handshake failure.
 
 use base64::Engine as _;
 use sha1::Digest as _;
