@@ -225,8 +225,8 @@ pub fn run_forked(cfg: &Config, plan: &Plan, shares: &[Vec<Share>], monitor: &mu
     let mut total = Stats::default();
     let mut failed_workers = Vec::new();
     for (i, c) in children.iter().enumerate() {
-        // SAFETY: reaping our own child; closing our pipe end.
         let mut status = 0;
+        // SAFETY: reaping our own child; closing our pipe end.
         unsafe {
             libc::waitpid(c.pid, &mut status, 0);
             libc::close(c.fd);
