@@ -5,7 +5,7 @@
 //! Owns the composition only; each part lives in its sibling (`driver`, `gen`, `model`, `output`,
 //! `session`). Nothing imports this module.
 
-use wsecho::conn::FRAME_BOUND;
+use wsecho::shared::FRAME_BOUND;
 
 use super::super::handshake::check_http_response;
 use super::super::input::Bytes;

@@ -6,8 +6,10 @@
 //! Imports only `wsecho`, no checks module.
 
 use wsecho::close::CloseCode;
-use wsecho::conn::{Connection, Next, Shared, MIN_OUT_BUFFER};
+use wsecho::config::Config;
+use wsecho::conn::{Connection, Next};
 use wsecho::memsock::MemSocket;
+use wsecho::shared::{Shared, MIN_OUT_BUFFER};
 
 /// Drives one connection over a [`MemSocket`] the way the reactor does (edge-triggered events,
 /// `Again` re-queued, a writable event first and no read after a read it resumed).
@@ -45,7 +47,7 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn new(read: usize, write_buffer: usize, max_message: u64, overloaded: bool) -> Driver {
         Driver {
-            sh: Shared::new(read, write_buffer, max_message),
+            sh: Shared::new(&limits(read, write_buffer, max_message), None),
             conn: Connection::new(MemSocket::new(), overloaded),
             write_buffer,
             out: Vec::new(),
@@ -234,4 +236,13 @@ impl Driver {
         assert_eq!(unread, 0, "reading stalled with {unread} bytes unread (phase {:?})", self.conn.phase());
         assert_eq!(self.conn.pending_out(), 0, "output stuck in the buffer");
     }
+}
+
+/// A configuration with these limits (`Config` is non-exhaustive: built by assignment).
+fn limits(read: usize, write_buffer: usize, max_message: u64) -> Config {
+    let mut cfg = Config::default();
+    cfg.read_buffer = read;
+    cfg.write_buffer = write_buffer;
+    cfg.max_message_size = max_message;
+    cfg
 }
