@@ -16,7 +16,7 @@
 //!
 //! `cargo bench --bench codec -- utf8` (quiet VM): non-ASCII 16 KiB text in ~0.8 µs (~20 GiB/s)
 //! whatever the text; std's decoder took 6 µs (2.5 GiB/s) on a repeated pattern, which its
-//! branches learn, and 70–90 µs (0.2 GiB/s) on random text, as in real traffic.
+//! branches learn, and 60–100 µs (~0.2 GiB/s) on random text, as in real traffic.
 
 /// Text did not validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
