@@ -39,7 +39,8 @@ impl ProtocolError {
     pub fn close_code(self) -> CloseCode {
         match self {
             ProtocolError::MessageTooBig => CloseCode::TOO_BIG,
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => CloseCode::INVALID_DATA,
+            ProtocolError::Internal => CloseCode::INTERNAL_ERROR,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::deflate::negotiate::DeflateConfig;
 use crate::units::{self, UnitError};
 
 /// Everything the reactor needs to know.
@@ -44,6 +45,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Path of the Prometheus endpoint on plain GETs; `None` disables it (and `/healthz`).
     pub metrics_path: Option<String>,
+    /// permessage-deflate (RFC 7692): `--deflate` (off by default), `--deflate-context-takeover`
+    /// (off: no compression state lives in an idle connection), `--deflate-window-bits` (15).
+    pub deflate: DeflateConfig,
+    /// Always inflate and deflate again instead of echoing a client's compressed bytes as they
+    /// came (`--deflate-recompress`; for measuring the cost of compression). Default off.
+    pub deflate_recompress: bool,
 }
 
 impl Default for Config {
@@ -62,6 +69,8 @@ impl Default for Config {
             idle_timeout: None,
             shutdown_timeout: Duration::from_secs(10),
             metrics_path: Some("/metrics".to_string()),
+            deflate: DeflateConfig::default(),
+            deflate_recompress: false,
         }
     }
 }
@@ -100,6 +109,12 @@ OPTIONS:
     --shutdown-timeout SECS    on SIGTERM/SIGINT wait this long for close replies [default: 10]
     --metrics-path PATH        Prometheus text on plain GET PATH [default: /metrics]
     --no-metrics               serve neither metrics nor /healthz
+    --deflate                  accept permessage-deflate (RFC 7692) offers [default: off]
+    --deflate-context-takeover let clients keep compression context across messages (costs a
+                               state per connection, see README) [default: off]
+    --deflate-window-bits N    largest LZ77 window, 9..15 [default: 15]
+    --deflate-recompress       inflate and deflate every compressed echo again instead of
+                               echoing the client's compressed bytes [default: off]
     -h, --help                 print this help
     -V, --version              print the version
 
@@ -173,6 +188,14 @@ impl Config {
                     cfg.metrics_path = Some(v);
                 }
                 Long("no-metrics") => cfg.metrics_path = None,
+                Long("deflate") => cfg.deflate.enabled = true,
+                Long("deflate-context-takeover") => cfg.deflate.context_takeover = true,
+                Long("deflate-window-bits") => {
+                    let v = val(&mut p)?;
+                    cfg.deflate.window_bits =
+                        v.parse().map_err(|_| format!("--deflate-window-bits takes 9..15, not '{v}'"))?;
+                }
+                Long("deflate-recompress") => cfg.deflate_recompress = true,
                 _ => return Err(arg.unexpected().to_string()),
             }
         }
@@ -205,6 +228,15 @@ impl Config {
             if d.as_millis() == 0 || d.as_secs() > 86_400 * 7 {
                 return Err(format!("{name} must be between 1 ms and 7 days"));
             }
+        }
+        if !(9..=15).contains(&self.deflate.window_bits) {
+            return Err("--deflate-window-bits must be between 9 and 15".into());
+        }
+        let d = self.deflate;
+        if !d.enabled && (d.context_takeover || d.window_bits != 15 || self.deflate_recompress) {
+            return Err(
+                "--deflate-context-takeover, --deflate-window-bits and --deflate-recompress need --deflate".into()
+            );
         }
         Ok(())
     }
@@ -248,6 +280,20 @@ mod tests {
         assert_eq!((c.ping_interval, c.idle_timeout), (Some(Duration::from_secs(20)), Some(Duration::from_secs(60))));
         assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
         assert!(run(&["--metrics-path", "metrics"]).unwrap_err().contains("--metrics-path"));
+    }
+
+    #[test]
+    fn deflate_flags() {
+        let c = run(&[]).unwrap();
+        assert!(!c.deflate.enabled && !c.deflate.context_takeover && !c.deflate_recompress);
+        let c =
+            run(&["--deflate", "--deflate-window-bits", "10", "--deflate-context-takeover", "--deflate-recompress"])
+                .unwrap();
+        assert!(c.deflate.enabled && c.deflate.context_takeover && c.deflate_recompress);
+        assert_eq!(c.deflate.window_bits, 10);
+        assert!(run(&["--deflate", "--deflate-window-bits", "8"]).unwrap_err().contains("--deflate-window-bits"));
+        assert!(run(&["--deflate", "--deflate-window-bits", "x"]).unwrap_err().contains("--deflate-window-bits"));
+        assert!(run(&["--deflate-recompress"]).unwrap_err().contains("need --deflate"));
     }
 
     #[test]

@@ -28,15 +28,20 @@
 //! it wants through [`Next`] and [`Connection::timer_kind`]; the reactor acts on it.
 
 use crate::close::{encode_close, parse_close_payload, CloseCode, MAX_CLOSE_FRAME};
-use crate::frame::{decode_header, encode_header, OpCode, ProtocolError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::deflate::negotiate::{self, Negotiated};
+use crate::frame::{
+    decode_header_with, encode_header, OpCode, ProtocolError, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
+};
 use crate::handshake::{self, HandshakeError, Request, MAX_HEAD};
 use crate::mask::apply_mask;
 use crate::outq::OutQueue;
 use crate::plain;
+use crate::pmd::NO_SLOT;
 use crate::shared::{Shared, CARRY_SIZE, FRAME_BOUND, MIN_READ, OUT_SLACK, PAD};
 use crate::socket::{Io, Socket};
 use crate::timer::{Linked, Links, TimerKind};
 use crate::utf8::Utf8Validator;
+use core::ops::Range;
 use log::debug;
 use mio::net::TcpStream;
 
@@ -84,22 +89,14 @@ pub struct Connection<S: Socket = TcpStream> {
     phase: Phase,
     /// How the data frame being read is echoed (meaningful while `in_frame`).
     echo: Echo,
-    /// A server-initiated close (shutdown) waits for the streamed frame's echo to complete.
-    close_deferred: bool,
-    /// Inside a data frame's payload.
-    in_frame: bool,
-    /// FIN of the data frame being read.
-    frame_fin: bool,
     /// Opcode of the message in progress (Text or Binary), or Continuation when none.
     msg: OpCode,
-    /// A frame of the current message has been (or is being) echoed: later ones are continuations.
-    out_started: bool,
-    /// Reading stopped until output drains.
-    paused: bool,
-    /// The peer hung up (EPOLLRDHUP / error seen): read until end of stream even after a short read.
-    hup: bool,
-    /// Refuse the upgrade with 503 (accepted beyond `--max-connections`).
-    overloaded: bool,
+    /// The connection's yes/no state, one bit each (see [`Flags`]).
+    flags: Flags,
+    /// The permessage-deflate agreement (`Negotiated::pack`); 0: not negotiated.
+    pmd: u16,
+    /// The compression states borrowed from `Shared::codecs` (`pmd::NO_SLOT`: none).
+    codec: u32,
     /// Masking key, rotated to the next payload byte.
     mask: [u8; 4],
     utf8: Utf8Validator,
@@ -131,14 +128,10 @@ impl<S: Socket> Connection<S> {
             in_len: 0,
             phase: Phase::Handshake,
             echo: Echo::Stream,
-            close_deferred: false,
-            in_frame: false,
-            frame_fin: false,
             msg: OpCode::Continuation,
-            out_started: false,
-            paused: false,
-            hup: false,
-            overloaded,
+            flags: if overloaded { Flags(Flags::OVERLOADED) } else { Flags(0) },
+            pmd: 0,
+            codec: NO_SLOT,
             mask: [0; 4],
             utf8: Utf8Validator::new(),
             remaining: 0,
@@ -178,6 +171,12 @@ impl<S: Socket> Connection<S> {
     pub fn release(&mut self, sh: &mut Shared) {
         self.drop_inbuf(sh);
         self.out.release(sh);
+        sh.codecs.release(&mut self.codec);
+    }
+
+    /// Whether permessage-deflate was agreed in the upgrade.
+    pub fn deflate(&self) -> Option<Negotiated> {
+        (self.pmd != 0).then(|| Negotiated::unpack(self.pmd))
     }
 
     /// Starts a server-initiated close (shutdown: 1001; idle: 1001). Does nothing unless open.
@@ -185,7 +184,7 @@ impl<S: Socket> Connection<S> {
         match self.phase {
             Phase::Open if self.streaming_out() => {
                 // The echo of a frame is half out: a close frame now would land inside its payload.
-                self.close_deferred = true;
+                self.flags.set(Flags::CLOSE_DEFERRED, true);
                 Next::Keep
             }
             Phase::Open => {
@@ -255,8 +254,8 @@ impl<S: Socket> Connection<S> {
         match self.phase {
             Phase::Closing => self.shut_write(),
             Phase::Flush => Next::Close,
-            _ if self.paused => {
-                self.paused = false;
+            _ if self.flags.has(Flags::PAUSED) => {
+                self.flags.set(Flags::PAUSED, false);
                 self.on_readable(sh)
             }
             _ => Next::Keep,
@@ -266,19 +265,19 @@ impl<S: Socket> Connection<S> {
     /// Records that the peer hung up (or the socket reported an error), so that reads go on until
     /// they see the end of stream or the error.
     pub fn note_hangup(&mut self) {
-        self.hup = true;
+        self.flags.set(Flags::HUP, true);
     }
 
     /// Whether reading is paused for backpressure.
     pub fn is_paused(&self) -> bool {
-        self.paused
+        self.flags.has(Flags::PAUSED)
     }
 
     /// The echo of the frame being read is partly written: nothing else may be staged until the
     /// rest of its payload arrives.
     #[inline]
     fn streaming_out(&self) -> bool {
-        self.in_frame && self.echo == Echo::Stream
+        self.flags.has(Flags::IN_FRAME) && self.echo == Echo::Stream
     }
 
     /// Returns the carried input buffer, whichever kind it is, to its pool.
@@ -318,7 +317,7 @@ impl<S: Socket> Connection<S> {
         };
         // A short read proves the socket drained, unless the peer also hung up: then read on
         // until the end of stream is seen (edge-triggered: no further event will announce it).
-        let short = !filled && !self.hup;
+        let short = !filled && !self.flags.has(Flags::HUP);
         // Parse from wherever the head is.
         let (head, total): (&[u8], usize) = match self.inbuf.as_ref() {
             Some(hb) => (&hb[..self.in_len as usize], self.in_len as usize),
@@ -352,14 +351,19 @@ impl<S: Socket> Connection<S> {
                 self.after_answer(sh)
             }
             Ok(Some(Request::Upgrade(up))) => {
-                if self.overloaded {
+                if self.flags.has(Flags::OVERLOADED) {
                     self.reject(sh, HandshakeError::Overloaded);
                     return self.after_answer(sh);
                 }
                 let head_len = up.head_len;
+                // permessage-deflate: the first acceptable offer, answered in the 101.
+                let agreed = if sh.deflate.enabled { negotiate::negotiate(&sh.deflate, up.extensions()) } else { None };
+                let mut ext = [0u8; negotiate::MAX_RESPONSE_HEADER];
+                let ext_len = agreed.map_or(0, |n| negotiate::write_response_header(&n, &mut ext));
+                self.pmd = agreed.map_or(0, |n| n.pack());
                 let start = sh.out.len();
                 sh.out.resize(start + handshake::MAX_RESPONSE, 0);
-                let m = handshake::write_accept(up.key, &mut sh.out[start..]);
+                let m = handshake::write_accept_with(up.key, &ext[..ext_len], &mut sh.out[start..]);
                 sh.out.truncate(start + m);
                 sh.metrics.upgrades += 1;
                 self.phase = Phase::Open;
@@ -415,8 +419,8 @@ impl<S: Socket> Connection<S> {
     fn read_frames(&mut self, sh: &mut Shared) -> Step {
         let budget = self.read_budget(sh);
         if budget < MIN_READ.min(sh.read_buffer) {
-            if !self.paused {
-                self.paused = true;
+            if !self.flags.has(Flags::PAUSED) {
+                self.flags.set(Flags::PAUSED, true);
                 sh.metrics.backpressure += 1;
             }
             return Step::Done(Next::Keep);
@@ -431,7 +435,7 @@ impl<S: Socket> Connection<S> {
         sh.metrics.bytes_in += n as u64;
         self.last_rx = sh.now_ms;
         let mut start = PAD;
-        if !self.in_frame {
+        if !self.flags.has(Flags::IN_FRAME) {
             // A carried partial header or control frame goes back in front of the new bytes.
             if let Some(c) = self.inbuf.take() {
                 let l = self.in_len as usize;
@@ -444,7 +448,7 @@ impl<S: Socket> Connection<S> {
         self.decode(sh, start, PAD + n);
         match self.flush_staged(sh) {
             Next::Keep if n == budget && self.phase == Phase::Open => Step::More,
-            Next::Keep if self.phase == Phase::Open && !self.hup => Step::Done(Next::Keep), // short read: drained
+            Next::Keep if self.phase == Phase::Open && !self.flags.has(Flags::HUP) => Step::Done(Next::Keep), // short read: drained
             Next::Keep => Step::More, // closing: go on reading (to discard) until WouldBlock
             other => Step::Done(other),
         }
@@ -457,7 +461,7 @@ impl<S: Socket> Connection<S> {
         match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + cap])) {
             Io::Done(n) => {
                 sh.metrics.bytes_in += n as u64;
-                if n < cap && !self.hup {
+                if n < cap && !self.flags.has(Flags::HUP) {
                     Step::Done(Next::Keep)
                 } else {
                     Step::More
@@ -488,7 +492,7 @@ impl<S: Socket> Connection<S> {
     fn decode(&mut self, sh: &mut Shared, start: usize, end: usize) {
         let mut pos = start;
         while self.phase == Phase::Open {
-            if self.in_frame {
+            if self.flags.has(Flags::IN_FRAME) {
                 if pos == end {
                     break;
                 }
@@ -502,12 +506,13 @@ impl<S: Socket> Connection<S> {
                     break;
                 }
                 if done {
-                    self.in_frame = false;
+                    self.flags.set(Flags::IN_FRAME, false);
                     self.frame_done(sh);
                 }
                 continue;
             }
-            let hdr = match decode_header(&sh.rbuf[pos..end]) {
+            let allowed = if self.pmd != 0 { RSV1 } else { 0 };
+            let hdr = match decode_header_with(&sh.rbuf[pos..end], allowed) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
                     self.keep_partial(sh, pos, end);
@@ -523,6 +528,12 @@ impl<S: Socket> Connection<S> {
                 self.fail(sh, ProtocolError::Unmasked);
                 break;
             };
+            let rsv1 = h.rsv & RSV1 != 0;
+            if rsv1 && (h.opcode.is_control() || h.opcode == OpCode::Continuation) {
+                // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message only.
+                self.fail(sh, ProtocolError::Rsv1Misplaced);
+                break;
+            }
             if h.opcode.is_control() {
                 debug_assert!(h.len <= MAX_CONTROL_PAYLOAD);
                 let total = hl + h.len as usize;
@@ -561,8 +572,16 @@ impl<S: Socket> Connection<S> {
                 (_, OpCode::Continuation) => {
                     self.msg = h.opcode;
                     self.msg_len = 0;
-                    self.out_started = false;
+                    self.flags.set(Flags::OUT_STARTED, false);
+                    self.flags.set(Flags::COMPRESSED, rsv1);
                     self.utf8.reset();
+                    if rsv1 {
+                        let n = Negotiated::unpack(self.pmd);
+                        if let Err(e) = sh.codecs.begin(&mut self.codec, &n) {
+                            self.fail(sh, e);
+                            break;
+                        }
+                    }
                 }
                 _ => {
                     self.fail(sh, ProtocolError::ExpectedContinuation);
@@ -575,30 +594,31 @@ impl<S: Socket> Connection<S> {
                 break;
             }
             pos += hl;
-            self.frame_fin = h.fin;
+            self.flags.set(Flags::FRAME_FIN, h.fin);
             self.mask = mask;
             self.remaining = h.len;
             let avail = (end - pos) as u64;
-            if self.msg == OpCode::Binary {
+            let compressed = self.flags.has(Flags::COMPRESSED);
+            if self.msg == OpCode::Binary && !compressed {
                 // The echo's header now, the payload as it arrives: framing kept at any length.
                 self.echo = Echo::Stream;
                 self.stage_header(&mut sh.out, h.fin, h.len);
             } else if h.len <= avail {
-                // A whole text frame in this read (the common case): validate, echo in one piece.
+                // A whole text (or compressed) frame in this read, the common case: validate, echo
+                // in one piece.
                 let l = h.len as usize;
                 apply_mask(&mut sh.rbuf[pos..pos + l], mask);
                 pos += l;
                 self.remaining = 0;
-                if let Err(e) = self.check_text(pos - l..pos, h.fin, &sh.rbuf) {
+                if let Err(e) = self.echo_whole(sh, &[], pos - l..pos, h.fin) {
                     self.fail(sh, e);
                     break;
                 }
-                self.stage_header(&mut sh.out, h.fin, h.len);
-                sh.out.extend_from_slice(&sh.rbuf[pos - l..pos]);
                 self.frame_done(sh);
                 continue;
             } else if h.len <= FRAME_BOUND as u64 {
-                // A text frame cut by this read: hold it until its last byte arrives.
+                // A text (or compressed) frame cut by this read: hold it until its last byte
+                // arrives.
                 self.echo = Echo::Hold;
                 self.inbuf = Some(sh.frame_pool.get());
                 self.in_len = 0;
@@ -608,7 +628,7 @@ impl<S: Socket> Connection<S> {
             if h.len == 0 {
                 self.frame_done(sh);
             } else {
-                self.in_frame = true;
+                self.flags.set(Flags::IN_FRAME, true);
             }
         }
     }
@@ -617,77 +637,138 @@ impl<S: Socket> Connection<S> {
     /// `done` when they end the frame.
     #[inline]
     fn frame_piece(&mut self, sh: &mut Shared, a: usize, b: usize, done: bool) -> Result<(), ProtocolError> {
-        let last = done && self.frame_fin;
+        let last = done && self.flags.has(Flags::FRAME_FIN);
         match self.echo {
             Echo::Stream => sh.out.extend_from_slice(&sh.rbuf[a..b]),
             Echo::Hold => {
-                self.check_text(a..b, last, &sh.rbuf)?;
                 let held = self.in_len as usize;
                 if done {
-                    // The last piece goes out straight from the read buffer, after the held part.
-                    let fin = self.frame_fin;
-                    self.stage_header(&mut sh.out, fin, (held + b - a) as u64);
-                    if let Some(h) = self.inbuf.as_ref() {
-                        sh.out.extend_from_slice(&h[..held]);
+                    // The last piece completes the frame: echo it whole, the held part first.
+                    let mut hb = self.inbuf.take();
+                    let head = hb.as_deref().map_or(&[][..], |h| &h[..held]);
+                    let res = self.echo_whole(sh, head, a..b, self.flags.has(Flags::FRAME_FIN));
+                    if let Some(h) = hb.take() {
+                        sh.frame_pool.put(h);
                     }
-                    sh.out.extend_from_slice(&sh.rbuf[a..b]);
-                    self.drop_inbuf(sh);
-                    return Ok(());
+                    self.in_len = 0;
+                    return res;
+                }
+                if !self.recompressing(sh) {
+                    // Validated as it arrives: fail fast, with nothing of the frame echoed.
+                    self.check_payload(sh, a..b, false)?;
                 }
                 // Still short of the frame's length (at most FRAME_BOUND), so `held` fits a u16.
                 let dst = self.inbuf.as_mut().and_then(|h| h.get_mut(held..held + (b - a)));
                 let Some(dst) = dst else {
-                    debug_assert!(false, "held text frame over the bound");
+                    debug_assert!(false, "held frame over the bound");
                     return Err(ProtocolError::MessageTooBig);
                 };
                 dst.copy_from_slice(&sh.rbuf[a..b]);
                 self.in_len = (held + b - a) as u16;
             }
-            Echo::Fragment => {
-                self.check_text(a..b, last, &sh.rbuf)?;
-                let op = if self.out_started { OpCode::Continuation } else { self.msg };
-                let mut hb = [0u8; MAX_HEADER_LEN];
-                let n = encode_header(last, op, None, (b - a) as u64, &mut hb);
-                sh.out.extend_from_slice(&hb[..n]);
-                sh.out.extend_from_slice(&sh.rbuf[a..b]);
-                self.out_started = true;
-            }
+            Echo::Fragment => self.echo_whole(sh, &[], a..b, last)?,
         }
         Ok(())
     }
 
-    /// Validates `buf[r]` as the next piece of the text message; `last` when it ends the message.
+    /// Whether the message in progress is compressed and echoed re-compressed.
     #[inline]
-    fn check_text(&mut self, r: core::ops::Range<usize>, last: bool, buf: &[u8]) -> Result<(), ProtocolError> {
-        self.utf8.feed(&buf[r]).map_err(|_| ProtocolError::InvalidUtf8)?;
-        if last && self.utf8.is_incomplete() {
+    fn recompressing(&self, sh: &Shared) -> bool {
+        self.flags.has(Flags::COMPRESSED) && sh.codecs.recompresses(&Negotiated::unpack(self.pmd))
+    }
+
+    /// Validates and stages the echo of one frame (or, for [`Echo::Fragment`], one fragment) whose
+    /// payload is `head` followed by `sh.rbuf[r]`, with FIN `fin` (which then also ends the
+    /// message). Held pieces (`head`) were validated as they arrived, unless the message is
+    /// re-compressed; `sh.rbuf[r]` is validated here. Nothing is staged on error.
+    fn echo_whole(&mut self, sh: &mut Shared, head: &[u8], r: Range<usize>, fin: bool) -> Result<(), ProtocolError> {
+        if self.recompressing(sh) {
+            // The echo's length is known once it is deflated: room for the longest header first.
+            let start = sh.out.len();
+            sh.out.extend_from_slice(&[0; MAX_HEADER_LEN]);
+            let utf8 = (self.msg == OpCode::Text).then_some(&mut self.utf8);
+            let res =
+                sh.codecs.recompress(self.codec, [head, &sh.rbuf[r]], fin, utf8, sh.max_message_size, &mut sh.out);
+            if let Err(e) = res.and_then(|()| self.text_complete(fin)) {
+                sh.out.truncate(start);
+                return Err(e);
+            }
+            let len = sh.out.len() - start - MAX_HEADER_LEN;
+            let mut hb = [0u8; MAX_HEADER_LEN];
+            let hl = self.header(fin, len as u64, &mut hb);
+            sh.out.copy_within(start + MAX_HEADER_LEN.., start + hl);
+            sh.out.truncate(start + hl + len);
+            sh.out[start..start + hl].copy_from_slice(&hb[..hl]);
+            return Ok(());
+        }
+        self.check_payload(sh, r.clone(), fin)?;
+        self.stage_header(&mut sh.out, fin, (head.len() + r.len()) as u64);
+        sh.out.extend_from_slice(head);
+        sh.out.extend_from_slice(&sh.rbuf[r]);
+        Ok(())
+    }
+
+    /// Validates `sh.rbuf[r]`, the next unmasked piece of the message: inflated when compressed
+    /// (its inflated size counts against `--max-message-size`), checked as UTF-8 when text. `last`
+    /// when it ends the message.
+    #[inline]
+    fn check_payload(&mut self, sh: &mut Shared, r: Range<usize>, last: bool) -> Result<(), ProtocolError> {
+        let text = self.msg == OpCode::Text;
+        if self.flags.has(Flags::COMPRESSED) {
+            let utf8 = text.then_some(&mut self.utf8);
+            sh.codecs.inflate(self.codec, &sh.rbuf[r], last, utf8, sh.max_message_size)?;
+        } else if text {
+            self.utf8.feed(&sh.rbuf[r]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.text_complete(last)
+    }
+
+    /// At the end of a text message, no code point may be left incomplete.
+    #[inline]
+    fn text_complete(&self, last: bool) -> Result<(), ProtocolError> {
+        if last && self.msg == OpCode::Text && self.utf8.is_incomplete() {
             return Err(ProtocolError::InvalidUtf8);
         }
         Ok(())
     }
 
-    /// Stages the echo header of the current frame (the message's opcode on its first frame,
-    /// continuation after).
+    /// Encodes the echo header of the current frame into `hb`: the message's opcode on its first
+    /// frame (with RSV1 when compressed), continuation after.
+    #[inline]
+    fn header(&mut self, fin: bool, len: u64, hb: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        let first = !self.flags.has(Flags::OUT_STARTED);
+        let op = if first { self.msg } else { OpCode::Continuation };
+        let n = encode_header(fin, op, None, len, hb);
+        if first && self.flags.has(Flags::COMPRESSED) {
+            hb[0] |= RSV1 << 4;
+        }
+        self.flags.set(Flags::OUT_STARTED, true);
+        n
+    }
+
+    /// Stages the echo header of the current frame (see [`Connection::header`]).
     #[inline]
     fn stage_header(&mut self, out: &mut Vec<u8>, fin: bool, len: u64) {
-        let op = if self.out_started { OpCode::Continuation } else { self.msg };
         let mut hb = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(fin, op, None, len, &mut hb);
+        let n = self.header(fin, len, &mut hb);
         out.extend_from_slice(&hb[..n]);
-        self.out_started = true;
     }
 
     /// The current data frame has been read and echoed.
     #[inline]
     fn frame_done(&mut self, sh: &mut Shared) {
-        if self.frame_fin {
+        if self.flags.has(Flags::FRAME_FIN) {
             self.msg = OpCode::Continuation;
-            self.out_started = false;
+            self.flags.set(Flags::OUT_STARTED, false);
+            if self.flags.has(Flags::COMPRESSED) {
+                self.flags.set(Flags::COMPRESSED, false);
+                sh.codecs.end(&mut self.codec, &Negotiated::unpack(self.pmd));
+            }
             sh.metrics.messages_in += 1;
             sh.metrics.messages_out += 1;
         }
-        if self.close_deferred {
-            self.close_deferred = false;
+        if self.flags.has(Flags::CLOSE_DEFERRED) {
+            self.flags.set(Flags::CLOSE_DEFERRED, false);
             self.queue_close(sh, CloseCode::GOING_AWAY, "server shutting down");
         }
     }
@@ -717,9 +798,11 @@ impl<S: Socket> Connection<S> {
         sh.out.extend_from_slice(&f[..n]);
         sh.metrics.close_sent(code.0);
         self.phase = Phase::Closing;
-        self.in_frame = false;
-        self.close_deferred = false;
+        self.flags.set(Flags::IN_FRAME, false);
+        self.flags.set(Flags::CLOSE_DEFERRED, false);
+        self.flags.set(Flags::COMPRESSED, false);
         self.drop_inbuf(sh);
+        sh.codecs.release(&mut self.codec);
     }
 
     // ----- writing -----
@@ -750,6 +833,45 @@ impl<S: Socket> Connection<S> {
     }
 }
 
+/// A connection's yes/no state in one byte (eight `bool` fields would cost eight).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Flags(u8);
+
+impl Flags {
+    /// Inside a data frame's payload.
+    const IN_FRAME: u8 = 1;
+    /// FIN of the data frame being read.
+    const FRAME_FIN: u8 = 1 << 1;
+    /// A frame of the current message has been (or is being) echoed: later ones are
+    /// continuations.
+    const OUT_STARTED: u8 = 1 << 2;
+    /// Reading stopped until output drains.
+    const PAUSED: u8 = 1 << 3;
+    /// The peer hung up (EPOLLRDHUP / error seen): read until end of stream even after a short
+    /// read.
+    const HUP: u8 = 1 << 4;
+    /// Refuse the upgrade with 503 (accepted beyond `--max-connections`).
+    const OVERLOADED: u8 = 1 << 5;
+    /// A server-initiated close (shutdown) waits for the streamed frame's echo to complete.
+    const CLOSE_DEFERRED: u8 = 1 << 6;
+    /// The message in progress is compressed (RSV1 on its first frame, permessage-deflate).
+    const COMPRESSED: u8 = 1 << 7;
+
+    #[inline]
+    fn has(self, f: u8) -> bool {
+        self.0 & f != 0
+    }
+
+    #[inline]
+    fn set(&mut self, f: u8, on: bool) {
+        if on {
+            self.0 |= f;
+        } else {
+            self.0 &= !f;
+        }
+    }
+}
+
 /// How the data frame being read is echoed (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -776,6 +898,7 @@ enum Step {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::frame::decode_header;
     use crate::memsock::MemSocket;
 
     const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -35,6 +35,12 @@ pub enum ProtocolError {
     MessageTooBig,
     /// Text that is not UTF-8 (§8.1), in a message or a close reason.
     InvalidUtf8,
+    /// RSV1 (permessage-deflate) on a continuation or control frame (RFC 7692 §6.1).
+    Rsv1Misplaced,
+    /// A compressed message that does not inflate: corrupt, cut, or data after its final block.
+    BadCompressedData,
+    /// A compression state could not be made (out of memory).
+    Internal,
 }
 
 impl ProtocolError {
@@ -52,6 +58,9 @@ impl ProtocolError {
             ProtocolError::BadCloseFrame => "invalid close frame",
             ProtocolError::MessageTooBig => "message too big",
             ProtocolError::InvalidUtf8 => "invalid UTF-8",
+            ProtocolError::Rsv1Misplaced => "RSV1 on a continuation or control frame",
+            ProtocolError::BadCompressedData => "invalid compressed data",
+            ProtocolError::Internal => "internal error",
         }
     }
 }

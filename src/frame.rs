@@ -76,6 +76,17 @@ pub struct FrameHeader {
 /// header and its length in bytes. Errors are the structural checks listed in the module doc.
 #[inline]
 pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    decode_header_with(buf, 0)
+}
+
+/// RSV1, the bit permessage-deflate gives meaning to (RFC 7692 §6), in [`FrameHeader::rsv`] form.
+pub const RSV1: u8 = 0b100;
+
+/// [`decode_header`] for a connection with a negotiated extension: the RSV bits in `allowed_rsv`
+/// (e.g. [`RSV1`]) are returned in [`FrameHeader::rsv`] instead of being an error. Which frames
+/// may carry them is the extension's rule, checked by the caller.
+#[inline]
+pub fn decode_header_with(buf: &[u8], allowed_rsv: u8) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -83,7 +94,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
     let b1 = buf[1];
     let fin = b0 & 0x80 != 0;
     let rsv = (b0 >> 4) & 0x7;
-    if rsv != 0 {
+    if rsv & !allowed_rsv != 0 {
         return Err(ProtocolError::ReservedBits);
     }
     let opcode = OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::ReservedOpcode)?;

@@ -21,6 +21,10 @@ pub const MAX_HEADERS: usize = 64;
 /// The GUID of RFC 6455 §1.3.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// `Sec-WebSocket-Extensions` header lines kept per request (more are ignored: no client sends
+/// its offers over more lines than this).
+pub const MAX_EXTENSION_LINES: usize = 8;
+
 /// A valid upgrade request, borrowing from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upgrade<'a> {
@@ -28,6 +32,18 @@ pub struct Upgrade<'a> {
     pub key: &'a [u8],
     /// Bytes of the request head, including the final CRLF CRLF; what follows is frame data.
     pub head_len: usize,
+    /// The raw values of the `Sec-WebSocket-Extensions` lines, in order (the first
+    /// `extension_lines` entries; see [`Upgrade::extensions`]).
+    pub extension_values: [&'a [u8]; MAX_EXTENSION_LINES],
+    /// How many of `extension_values` are set.
+    pub extension_lines: u8,
+}
+
+impl<'a> Upgrade<'a> {
+    /// The `Sec-WebSocket-Extensions` values, in the order they came.
+    pub fn extensions(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.extension_values[..self.extension_lines as usize].iter().copied()
+    }
 }
 
 /// The outcome of parsing a complete request head.
@@ -79,6 +95,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, HandshakeError> 
     // (RFC 9110 §5.3): a token on any of the lines counts.
     let (mut host, mut upgrade_seen, mut upgrade_ok, mut connection_ok) = (false, false, false, false);
     let (mut key, mut keys, mut version) = (None, 0, None);
+    let mut extension_values: [&[u8]; MAX_EXTENSION_LINES] = [&[]; MAX_EXTENSION_LINES];
+    let mut extension_lines = 0u8;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -93,6 +111,11 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, HandshakeError> 
             keys += 1;
         } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
             version = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+            if let Some(slot) = extension_values.get_mut(extension_lines as usize) {
+                *slot = h.value;
+                extension_lines += 1;
+            }
         }
     }
     let path = req.path.unwrap_or("/");
@@ -119,7 +142,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, HandshakeError> 
         Ok(16) => {}
         _ => return Err(HandshakeError::BadKey),
     }
-    Ok(Some(Request::Upgrade(Upgrade { key, head_len })))
+    Ok(Some(Request::Upgrade(Upgrade { key, head_len, extension_values, extension_lines })))
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2 item 5.4).
@@ -135,16 +158,29 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     out
 }
 
-/// Longest 101 response [`write_accept`] produces.
-pub const MAX_RESPONSE: usize = 256;
+/// Longest header line [`write_accept_with`] takes besides the fixed ones (an extension answer).
+pub const MAX_EXTRA_LINE: usize = 256;
+
+/// Longest 101 response [`write_accept_with`] produces (129 bytes without an extra line).
+pub const MAX_RESPONSE: usize = 144 + MAX_EXTRA_LINE;
 
 /// Writes the 101 response for `key` into `out`; returns its length.
 pub fn write_accept(key: &[u8], out: &mut [u8]) -> usize {
+    write_accept_with(key, b"", out)
+}
+
+/// Writes the 101 response for `key` with `extra` (complete header lines, each ending in CRLF,
+/// at most [`MAX_EXTRA_LINE`] bytes: e.g. the `Sec-WebSocket-Extensions` answer) into `out`;
+/// returns its length.
+pub fn write_accept_with(key: &[u8], extra: &[u8], out: &mut [u8]) -> usize {
+    debug_assert!(extra.len() <= MAX_EXTRA_LINE);
     let accept = accept_key(key);
-    let parts: [&[u8]; 3] = [
+    let parts: [&[u8]; 5] = [
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
         &accept,
-        b"\r\n\r\n",
+        b"\r\n",
+        extra,
+        b"\r\n",
     ];
     let mut n = 0;
     for p in parts {

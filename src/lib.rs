@@ -17,6 +17,7 @@
 //! - [`socket`]: the byte stream under a connection, and what one non-blocking call did.
 //! - [`shared`]: one reactor's scratch buffers, pools, limits (built from the config) and counters.
 //! - [`outq`]: a connection's queue of output the socket refused, in one pooled buffer.
+//! - [`pmd`]: permessage-deflate on the echo path: borrowed compression states, pass-through or re-compress.
 //! - [`plain`]: `GET /healthz` and `/metrics` on the WebSocket port.
 //! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
 //! - [`listener`]: listening sockets (socket2, backlog 4096, `SO_REUSEPORT`, socket activation).
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outq;
 pub mod plain;
+pub mod pmd;
 pub mod reactor;
 pub mod server;
 pub mod shared;

@@ -3,14 +3,17 @@
 //!
 //! Owns the sizes of the per-reactor buffers and the constants they follow from ([`PAD`],
 //! [`OUT_SLACK`], [`FRAME_BOUND`], [`MIN_OUT_BUFFER`]), and builds all of it from `&Config` in one
-//! constructor, so each flag has one name from `config` to its use. It does not decode, echo or
+//! constructor, so each flag has one name from `config` to its use. The compression states
+//! live in `pmd`. It does not decode, echo or
 //! write anything (see `conn`, `outq`, `plain`); the reactor owns the one instance and lends it to
 //! each connection in turn.
 
 use crate::buffers::Pool;
 use crate::config::Config;
+use crate::deflate::negotiate::DeflateConfig;
 use crate::handshake::{MAX_HEAD, MAX_RESPONSE};
 use crate::metrics::{Metrics, MetricsBoard};
+use crate::pmd::Codecs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +79,10 @@ pub struct Shared {
     pub ping_ms: Option<u32>,
     /// `--idle-timeout`: close connections silent for this many ms.
     pub idle_ms: Option<u32>,
+    /// `--deflate*`: what permessage-deflate offers are accepted.
+    pub deflate: DeflateConfig,
+    /// Compression states lent to connections, and their scratch (`--deflate-recompress`).
+    pub codecs: Codecs,
 }
 
 impl Shared {
@@ -99,6 +106,8 @@ impl Shared {
             now_ms: 0,
             ping_ms: cfg.ping_interval.map(millis),
             idle_ms: cfg.idle_timeout.map(millis),
+            deflate: cfg.deflate,
+            codecs: Codecs::new(cfg.deflate_recompress),
         }
     }
 
