@@ -6,6 +6,9 @@
 //! fragmented text with a multi-byte code point cut between fragments, and pings between
 //! fragments. The test asserts that upgrades allocate nothing (the slab is reserved up front) and
 //! that the allocation count does not grow with the number of messages, and prints the counts.
+//! The same for permessage-deflate (pass-through and `--deflate-recompress`): compressed text and
+//! binary messages (one spanning reads), compressed fragments with a ping between them, mixed with
+//! uncompressed ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -15,17 +18,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations per counted thread: slot 0 for the plain test's reactor, 1 for the deflate test's
+/// (the tests run in parallel; each counts only its own reactor).
+static ALLOCS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 thread_local! {
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
+    /// Which slot of [`ALLOCS`] this thread counts into (none: not counted).
+    static COUNT_HERE: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting
 // touches only an atomic and a thread-local flag, never the allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNT_HERE.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = COUNT_HERE.with(|c| c.get()) {
+            ALLOCS[i].fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded as received (the caller upholds `GlobalAlloc::alloc`'s contract).
         unsafe { System.alloc(l) }
@@ -35,8 +41,8 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNT_HERE.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = COUNT_HERE.with(|c| c.get()) {
+            ALLOCS[i].fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `p` came from `System` with layout `l`; forwarded as received.
         unsafe { System.realloc(p, l, n) }
@@ -47,7 +53,12 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn frame(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![if fin { 0x80 } else { 0 } | op];
+    rsv_frame(fin, 0, op, payload, mask)
+}
+
+/// A masked frame with RSV bits `rsv` (0b100: RSV1).
+fn rsv_frame(fin: bool, rsv: u8, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | rsv << 4 | op];
     match payload.len() {
         n if n < 126 => f.push(0x80 | n as u8),
         n if n < 65536 => {
@@ -111,9 +122,15 @@ fn read_message_with(s: &mut TcpStream, between: &mut Vec<(u8, Vec<u8>)>) -> (u8
 }
 
 fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    upgrade_with(addr, "")
+}
+
+/// Upgrades with `extra` header lines (each ending in CRLF).
+fn upgrade_with(addr: std::net::SocketAddr, extra: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).unwrap();
     let mut resp = Vec::new();
     let mut b = [0u8; 1];
     while !resp.ends_with(b"\r\n\r\n") {
@@ -187,7 +204,7 @@ fn no_allocation_per_message_or_upgrade() {
     let mut reactor = wsecho::reactor::Reactor::bind(&cfg).unwrap();
     let addr = reactor.local_addr();
     std::thread::spawn(move || {
-        COUNT_HERE.with(|c| c.set(true));
+        COUNT_HERE.with(|c| c.set(Some(0)));
         reactor.run()
     });
     let n = 16;
@@ -201,16 +218,16 @@ fn no_allocation_per_message_or_upgrade() {
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("wsecho_upgrades_total 0\n"), "{text}");
     let mut warm = vec![upgrade(addr)];
     round(&mut warm, 50);
-    let a0 = ALLOCS.load(Ordering::Relaxed);
+    let a0 = ALLOCS[0].load(Ordering::Relaxed);
     let mut conns: Vec<TcpStream> = (0..n).map(|_| upgrade(addr)).collect();
     round(&mut conns[..1], 1); // every connection is surely registered and upgraded by now
-    let a1 = ALLOCS.load(Ordering::Relaxed);
+    let a1 = ALLOCS[0].load(Ordering::Relaxed);
     round(&mut conns, 100);
-    let a2 = ALLOCS.load(Ordering::Relaxed);
+    let a2 = ALLOCS[0].load(Ordering::Relaxed);
     round(&mut conns, 400);
-    let a3 = ALLOCS.load(Ordering::Relaxed);
+    let a3 = ALLOCS[0].load(Ordering::Relaxed);
     round(&mut conns, 400);
-    let a4 = ALLOCS.load(Ordering::Relaxed);
+    let a4 = ALLOCS[0].load(Ordering::Relaxed);
     let msgs = |m: usize| n * (m / 5) * 12;
     println!("allocations on the reactor thread:");
     println!("  start, /metrics scrape, warm-up:      {a0}");
@@ -225,4 +242,114 @@ fn no_allocation_per_message_or_upgrade() {
     assert!(a2 - a1 <= 3 * n as u64, "first round allocated {}", a2 - a1);
     assert_eq!(a3 - a2, 0, "allocations grew with the number of messages");
     assert_eq!(a4 - a3, 0, "allocations grew with the number of messages");
+}
+
+// ----- permessage-deflate ----------------------------------------------------------------------
+
+/// Raw deflate of one message, `Z_SYNC_FLUSH`, tail stripped (RFC 7692 §7.2.1).
+fn compress(msg: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(msg.len() + 1024);
+    c.compress_vec(msg, &mut out, FlushCompress::Sync).unwrap();
+    assert_eq!(c.total_in() as usize, msg.len());
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Inflates one compressed message.
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    use flate2::{Decompress, FlushDecompress};
+    let mut d = Decompress::new(false);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(1 << 20);
+    d.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+    assert_eq!(d.total_in() as usize, input.len());
+    out
+}
+
+/// One round of compressed traffic, mixed with plain messages: compressed text of 1 KiB, a
+/// compressed 200 KiB binary message (its frame spans reads), a compressed message in three
+/// fragments with a ping between them, and an uncompressed message.
+fn deflate_round(conns: &mut [TcpStream], m: usize) {
+    std::thread::scope(|scope| {
+        for (ci, s) in conns.iter_mut().enumerate() {
+            scope.spawn(move || {
+                let mask = [0x11, 0x22, ci as u8, 0x44];
+                for i in 0..m {
+                    match i % 4 {
+                        0 => {
+                            let p = format!("{{\"seq\":{i},\"text\":\"héllo wörld\"}}").repeat(30).into_bytes();
+                            s.write_all(&rsv_frame(true, 0b100, 1, &compress(&p), mask)).unwrap();
+                            let (op, echo) = read_message(s);
+                            assert_eq!((op, inflate(&echo)), (1, p));
+                        }
+                        1 => {
+                            let p: Vec<u8> = (0..200_000u32).map(|x| (x / 7 + i as u32) as u8).collect();
+                            s.write_all(&rsv_frame(true, 0b100, 2, &compress(&p), mask)).unwrap();
+                            let (op, echo) = read_message(s);
+                            assert_eq!((op, inflate(&echo)), (2, p));
+                        }
+                        2 => {
+                            let p = b"fragmented and compressed, ".repeat(40);
+                            let c = compress(&p);
+                            let (a, b) = (c.len() / 3, 2 * c.len() / 3);
+                            let mut w = rsv_frame(false, 0b100, 2, &c[..a], mask);
+                            w.extend(frame(false, 0, &c[a..b], mask));
+                            w.extend(frame(true, 9, b"ping", mask));
+                            w.extend(frame(true, 0, &c[b..], mask));
+                            s.write_all(&w).unwrap();
+                            let mut between = Vec::new();
+                            let (op, echo) = read_message_with(s, &mut between);
+                            assert_eq!((op, inflate(&echo)), (2, p.clone()));
+                            assert_eq!(between, vec![(10, b"ping".to_vec())]);
+                        }
+                        _ => {
+                            let p = [i as u8; 300];
+                            s.write_all(&frame(true, 2, &p, mask)).unwrap();
+                            assert_eq!(read_message(s), (2, p.to_vec()));
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn no_allocation_per_compressed_message() {
+    for recompress in [false, true] {
+        let mut cfg = wsecho::config::Config::default();
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.deflate.enabled = true;
+        cfg.deflate_recompress = recompress;
+        let mut reactor = wsecho::reactor::Reactor::bind(&cfg).unwrap();
+        let addr = reactor.local_addr();
+        let before = ALLOCS[1].load(Ordering::Relaxed);
+        let h = std::thread::spawn(move || {
+            COUNT_HERE.with(|c| c.set(Some(1)));
+            reactor.run()
+        });
+        let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+        let n = 8;
+        let mut warm: Vec<TcpStream> = (0..n).map(|_| upgrade_with(addr, offer)).collect();
+        deflate_round(&mut warm, 40);
+        let a0 = ALLOCS[1].load(Ordering::Relaxed);
+        deflate_round(&mut warm, 200);
+        let a1 = ALLOCS[1].load(Ordering::Relaxed);
+        deflate_round(&mut warm, 200);
+        let a2 = ALLOCS[1].load(Ordering::Relaxed);
+        println!("deflate (recompress {recompress}): allocations on the reactor thread:");
+        println!("  start, {n} upgrades, warm-up of {} messages: {}", n * 40, a0 - before);
+        println!("  round of {} messages (3/4 compressed):     {}", n * 200, a1 - a0);
+        println!("  round of {} messages (again):              {}", n * 200, a2 - a1);
+        assert!(a0 > before, "the counting allocator saw nothing on the reactor thread");
+        assert_eq!(a1 - a0, 0, "compressed messages allocated");
+        assert_eq!(a2 - a1, 0, "compressed messages allocated");
+        // The reactor runs on (idle) until the test process ends.
+        drop(warm);
+        drop(h);
+    }
 }
