@@ -986,6 +986,40 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         assert_eq!(c.phase(), Phase::Linger);
     }
 
+    #[test]
+    fn a_compressed_message_cut_by_a_disconnect_gives_its_state_back() {
+        use crate::deflate::codec::{DeflateParams, Deflater};
+        let mut cfg = Config::default();
+        cfg.deflate.enabled = true;
+        let mut sh = Shared::new(&cfg, None);
+        let mut c = Connection::new(MemSocket::new(), false);
+        let req = String::from_utf8(REQ.to_vec()).unwrap().replace(
+            "Sec-WebSocket-Version: 13\r\n",
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+        );
+        c.stream.push_input(req.as_bytes());
+        assert_eq!(c.on_readable(&mut sh), Next::Keep);
+        assert!(c.deflate().is_some(), "negotiated");
+        // A compressed message of ~40 KB (pseudo-random bytes: they do not shrink), half sent.
+        let msg: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let mut d = Deflater::new(DeflateParams::new(15, true)).unwrap();
+        let mut z = vec![0u8; 64 << 10];
+        let p = d.compress(&msg, &mut z).unwrap();
+        let f = d.finish(&mut z[p.produced..]).unwrap();
+        z.truncate(p.produced + f.produced);
+        let mut frame = masked(2, &z);
+        frame[0] |= 0x40; // RSV1
+        c.stream.push_input(&frame[..frame.len() / 2]);
+        let _ = c.on_readable(&mut sh);
+        assert_eq!(sh.codecs.outstanding(), (1, 0), "an inflater is borrowed while the message is in flight");
+        assert_eq!(sh.frame_pool.outstanding, 1, "and the frame is held");
+        c.stream.close_input();
+        assert_eq!(c.on_readable(&mut sh), Next::Close);
+        c.release(&mut sh);
+        assert_eq!(sh.codecs.outstanding(), (0, 0), "given back");
+        assert_eq!(sh.frame_pool.outstanding, 0);
+    }
+
     /// Reassembles the server's (unmasked) frames into messages.
     fn messages(mut wire: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
         let mut out = Vec::new();
