@@ -15,7 +15,7 @@
 //! connection's pooled output buffer.
 //!
 //! The echo contract is frame for frame: every data frame comes back as one frame with the same
-//! FIN, opcode and payload length, however TCP cut it ([`Echo`] says how). A binary frame's echo
+//! FIN, opcode and payload length, however TCP cut it (`Echo` says how). A binary frame's echo
 //! header goes out as soon as its header is read and its payload streams after it, so binary
 //! frames of any size keep their framing in O(read) memory. A text frame of at most
 //! [`FRAME_BOUND`] bytes that a read cuts is validated as it arrives and held in a pooled buffer

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
 
 /// Backlog of each listening socket (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
+pub const BACKLOG: i32 = 4096;
 
 /// A non-blocking listening socket on `addr` with `SO_REUSEADDR` (and `SO_REUSEPORT`).
 pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {

@@ -1,6 +1,6 @@
 //! permessage-deflate (RFC 7692): the groundwork the connection state machine builds on.
 //!
-//! - [`negotiate`]: `Sec-WebSocket-Extensions` offers parsed in place, the server's policy, the
+//! - [`negotiate`](mod@negotiate): `Sec-WebSocket-Extensions` offers parsed in place, the server's policy, the
 //!   response header line.
 //! - [`codec`]: streaming [`codec::Inflater`] / [`codec::Deflater`] over zlib-rs, into caller
 //!   buffers, with the §7.2 tail handling and an exact inflated-size limit.
