@@ -3,8 +3,9 @@
 //! Each test runs the built binary against a server on 127.0.0.1: tiny deliberately wrong
 //! thread-per-connection WebSocket servers written here (an echo with one byte flipped, an echo
 //! that sends every frame back as two fragments, a server that closes with 1011 after the upgrade,
-//! one that refuses the upgrade with 400, a correct echo whose 101 response comes in pieces), and
-//! the real `wsecho` reactor started in-process. Every wsbench run is bounded by its own `--duration`
+//! one that refuses the upgrade with 400, a correct echo whose 101 response comes in pieces, two
+//! that accept permessage-deflate and then echo a corrupted or an uncompressed message), and the
+//! real `wsecho` reactor started in-process (with and without `--deflate`). Every wsbench run is bounded by its own `--duration`
 //! and, as a backstop, by a deadline after which the test kills it and fails. Results are read
 //! from `--json`.
 
@@ -32,6 +33,12 @@ enum Behaviour {
     /// A correct frame-for-frame echo, but the 101 response arrives in pieces (separate writes
     /// 50 ms apart), so the client must keep a partial response between reads.
     SlowUpgrade,
+    /// Accept permessage-deflate, echo each compressed message as it came (RSV1 on) but with the
+    /// middle byte of its compressed bytes flipped.
+    DeflateFlip,
+    /// Accept permessage-deflate, echo each compressed message's bytes without RSV1 (as if they
+    /// were the message).
+    DeflateNoRsv1,
 }
 
 /// Starts a thread-per-connection test server; returns its address. The accept thread lives
@@ -58,7 +65,7 @@ fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize().as_slice())
 }
 
-/// Reads one client frame: (fin, opcode, unmasked payload).
+/// Reads one client frame: (fin, opcode, unmasked payload); RSV1 is ignored.
 fn read_frame(s: &mut TcpStream) -> std::io::Result<(bool, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h)?;
@@ -137,8 +144,14 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
         s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
         return Ok(());
     }
+    let deflate = matches!(behaviour, Behaviour::DeflateFlip | Behaviour::DeflateNoRsv1);
+    let ext = if deflate && text.to_ascii_lowercase().contains("sec-websocket-extensions: permessage-deflate") {
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+    } else {
+        ""
+    };
     let resp = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{ext}\r\n",
         accept_key(&key)
     );
     if behaviour == Behaviour::SlowUpgrade {
@@ -181,11 +194,15 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
                 }
                 msg.extend_from_slice(&payload);
                 if fin {
-                    if !msg.is_empty() {
+                    if !msg.is_empty() && behaviour != Behaviour::DeflateNoRsv1 {
                         let mid = msg.len() / 2;
                         msg[mid] ^= 0x20;
                     }
-                    s.write_all(&frame(msg_op, &msg))?;
+                    let mut out = frame(msg_op, &msg);
+                    if behaviour == Behaviour::DeflateFlip {
+                        out[0] |= 0x40;
+                    }
+                    s.write_all(&out)?;
                 }
             }
         }
@@ -381,6 +398,8 @@ fn help_lists_the_options() {
         "ALL_UPGRADED",
         "--fragments",
         "--no-fidelity",
+        "--deflate",
+        "ascii | mixed | json",
         "FRAME FIDELITY",
         "64 KiB",
     ] {
@@ -390,8 +409,14 @@ fn help_lists_the_options() {
 
 /// Starts the real server in-process on an ephemeral port.
 fn start_wsecho() -> SocketAddr {
+    start_wsecho_with(|_| {})
+}
+
+/// Starts the real server in-process on an ephemeral port, with `edit` applied to its config.
+fn start_wsecho_with(edit: impl FnOnce(&mut wsecho::config::Config)) -> SocketAddr {
     let mut cfg = wsecho::config::Config::default();
     cfg.listen = "127.0.0.1:0".parse().unwrap();
+    edit(&mut cfg);
     let mut r = wsecho::reactor::Reactor::bind(&cfg).expect("bind wsecho");
     let addr = r.local_addr();
     std::thread::spawn(move || r.run());
@@ -599,4 +624,80 @@ fn soak_mode_counts_server_closes_as_lost() {
     assert!(field(&r.json, "lost_by_reason").contains("server close 1011"), "{}", r.json);
     // Lost connections are reconnected, so the load stays at --connections.
     assert!(num(&r.json, "reconnects") > 0, "{}", r.json);
+}
+
+/// `--deflate` against the real server: pass-through (the echo is the compressed bytes sent,
+/// frame for frame) and `--deflate-recompress` (other bytes, the same frames): every echo
+/// inflates to the message sent, with 1, 16 and several frames per message and in rate mode.
+#[test]
+fn deflate_against_wsecho_passthrough_and_recompress() {
+    for recompress in [false, true] {
+        let addr = start_wsecho_with(|c| {
+            c.deflate.enabled = true;
+            c.deflate_recompress = recompress;
+        });
+        let json = ["--deflate", "--text-kind", "json", "-s", "1KiB"];
+        let runs: [&[&str]; 4] = [
+            &["-c", "20", "-k", "1"],
+            &["-c", "20", "-k", "16"],
+            &["-c", "10", "-k", "4", "--fragments", "3", "-s", "16KiB"],
+            &["-m", "rate", "-r", "1000", "-c", "10"],
+        ];
+        let u = url(addr);
+        for extra in runs {
+            let args = [&["-q", "-d", "1"][..], &json[..], extra, &[u.as_str()][..]].concat();
+            let r = wsbench("deflate", &args, Duration::from_secs(60));
+            let what = format!("recompress {recompress} {extra:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+            assert_eq!(r.status.code(), Some(0), "{what}");
+            assert_eq!(field(&r.json, "deflate"), "true", "{what}");
+            for k in ["echo_mismatches", "fidelity_errors", "lost_connections", "handshake_failures"] {
+                assert_eq!(num(&r.json, k), 0, "{k}: {what}");
+            }
+            let (msgs, z) = (num(&r.json, "messages"), num(&r.json, "deflate_messages"));
+            assert!(msgs > 0 && z == msgs, "{what}");
+            // JSON-like text compresses (about 3:1 at 1 KiB); pass-through echoes the bytes sent.
+            let (sent, echoed) = (num(&r.json, "deflate_sent_bytes"), num(&r.json, "deflate_echo_bytes"));
+            assert!(sent * 2 < num(&r.json, "bytes"), "{what}");
+            let verbatim = num(&r.json, "deflate_verbatim");
+            if recompress {
+                assert!(verbatim < msgs && echoed != sent, "{what}");
+            } else {
+                assert_eq!((verbatim, echoed), (msgs, sent), "{what}");
+            }
+            assert!(r.stdout.contains("% verbatim"), "{what}");
+        }
+    }
+}
+
+/// `--deflate` against a server without it: every upgrade fails with a clear reason, said at
+/// once on stderr, and the run fails.
+#[test]
+fn deflate_not_accepted_is_a_clear_error() {
+    let addr = start_wsecho();
+    let r = wsbench("deflate-refused", &["-q", "--deflate", "-c", "5", "-d", "1", &url(addr)], Duration::from_secs(60));
+    assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(num(&r.json, "upgraded"), 0, "{}", r.json);
+    assert_eq!(num(&r.json, "handshake_failures"), 5, "{}", r.json);
+    assert!(field(&r.json, "handshake_failures_by_reason").contains("permessage-deflate not accepted"), "{}", r.json);
+    assert!(r.stdout.contains("permessage-deflate not accepted"), "{}", r.stdout);
+    assert_eq!(r.stderr.matches("--deflate: permessage-deflate not accepted").count(), 1, "{}", r.stderr);
+}
+
+/// A server that accepts permessage-deflate and then corrupts the compressed bytes, or echoes
+/// them without RSV1: echo mismatches, described.
+#[test]
+fn deflate_echo_errors_are_mismatches() {
+    for (b, what) in [(Behaviour::DeflateFlip, ""), (Behaviour::DeflateNoRsv1, "RSV1 clear")] {
+        let addr = spawn_server(b);
+        let r = wsbench(
+            "deflate-bad",
+            &["-q", "--deflate", "--text-kind", "json", "-c", "4", "-k", "2", "-s", "1KiB", "-d", "1", &url(addr)],
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        assert_eq!(num(&r.json, "upgraded"), 4, "{}", r.json);
+        assert!(num(&r.json, "echo_mismatches") > 0, "{}", r.json);
+        assert_eq!(num(&r.json, "messages"), 0, "{}", r.json);
+        assert!(r.stderr.contains("echo mismatch") && r.stderr.contains(what), "{}", r.stderr);
+    }
 }

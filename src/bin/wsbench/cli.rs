@@ -41,6 +41,29 @@ impl Mode {
     }
 }
 
+/// What text messages are made of (`--text-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// Random printable ASCII (hardly compressible: about 1.2:1).
+    Ascii,
+    /// About half the characters 2-, 3- and 4-byte UTF-8 (soak's text).
+    Mixed,
+    /// JSON-like records (an array of small objects with repeated keys and a few values each),
+    /// cut at exactly `--size` bytes: compressible like real JSON, about 3:1 at 1 KiB.
+    Json,
+}
+
+impl TextKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextKind::Ascii => "ascii",
+            TextKind::Mixed => "mixed",
+            TextKind::Json => "json",
+        }
+    }
+}
+
 /// Everything one run needs to know, as given on the command line (with defaults filled in).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -63,8 +86,11 @@ pub struct Config {
     pub size: usize,
     /// Text (`--text`) or binary (default) messages.
     pub text: bool,
-    /// Text of mixed UTF-8 instead of ASCII (`--text-kind mixed`; implies `text`).
-    pub mixed: bool,
+    /// What text messages are made of (`--text-kind`; any kind implies `text`).
+    pub text_kind: TextKind,
+    /// Negotiate permessage-deflate (RFC 7692) and send every message compressed (`--deflate`;
+    /// echo, rate and idle modes).
+    pub deflate: bool,
     /// Echo/rate: frames per message (`--fragments`), near-equal lengths; 1 = unfragmented.
     pub fragments: u32,
     /// Check that the echo of each frame has the sent frame's FIN, opcode and length (every mode
@@ -151,8 +177,13 @@ LOAD:
                                (sizes: K, KiB, M, MiB, G, GiB, any case, powers of 1024)
         --binary               binary messages                                 [default]
         --text                 text messages (ASCII payload)
-        --text-kind KIND       ascii | mixed: text messages, mixed = about half the characters
-                               2-, 3- and 4-byte UTF-8 (as soak's text)        [default: ascii]
+        --text-kind KIND       ascii | mixed | json: text messages; mixed = about half the
+                               characters 2-, 3- and 4-byte UTF-8 (as soak's text); json =
+                               JSON-like records cut at exactly --size bytes, compressible (about
+                               3:1 at 1 KiB with deflate level 6)              [default: ascii]
+        --deflate              offer permessage-deflate (RFC 7692; see DEFLATE) and send every
+                               message compressed; the run fails at the upgrade when the server
+                               does not accept it (echo, rate and idle modes)
         --fragments N          echo/rate: send each message as N frames of near-equal size (the
                                first text/binary with FIN=0, then continuations, the last with
                                FIN=1); each echoed frame is checked against its fragment
@@ -181,6 +212,22 @@ FRAME FIDELITY (echo, rate and soak; off with --no-fidelity):
     Exception: a frame of a text message with more than 64 KiB (65536 bytes) of payload may be
     echoed cut into several frames (the server validates UTF-8 within a bounded buffer); from
     the first such frame to the end of its message only the reassembled bytes are checked.
+    Compressed messages (--deflate): FIN, opcode and frame count, not lengths (see DEFLATE).
+
+DEFLATE (--deflate):
+    The upgrade request offers `permessage-deflate; server_no_context_takeover;
+    client_no_context_takeover; client_max_window_bits`. A 101 without that extension, or with
+    an answer wsbench cannot honour (no server_no_context_takeover, an unknown or repeated
+    parameter, a client window smaller than the messages need), is a handshake failure
+    (permessage-deflate not accepted ...). Each payload variant is compressed once before the
+    run (raw deflate, level 6, 32 KiB window, Z_SYNC_FLUSH, the 00 00 ff ff tail stripped: RFC
+    7692 §7.2.1) and sent with RSV1 on its first frame; --fragments cuts the compressed bytes. The
+    echo must carry RSV1 on its first frame; it is inflated as it arrives (one inflate state per
+    message being received, reused, reset between messages) and compared byte for byte with the
+    payload. The table also says how many echoes were the compressed bytes sent (verbatim: a
+    pass-through server) and their mean compressed size. Frame fidelity for compressed messages
+    compares FIN, opcode and frame count but not lengths: a server that inflates and deflates
+    again sends other bytes (and a compressed frame above 64 KiB may come back cut, as text).
 
 TIMING (seconds, fractions allowed, or with an s or ms suffix: 2.5, 500ms):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
@@ -277,7 +324,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut active: Option<usize> = None;
     let mut size = 20usize;
     let mut text = false;
-    let mut mixed = false;
+    let mut text_kind = TextKind::Ascii;
+    let mut deflate = false;
     let mut fragments: Option<usize> = None;
     let mut fidelity = true;
     let mut pipeline: Option<usize> = None;
@@ -321,13 +369,15 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
             Long("binary") => text = false,
             Long("text") => text = true,
             Long("text-kind") => {
-                mixed = match p.value()?.string()?.as_str() {
-                    "ascii" => false,
-                    "mixed" => true,
-                    k => return Err(format!("--text-kind: '{k}' is not ascii or mixed").into()),
+                text_kind = match p.value()?.string()?.as_str() {
+                    "ascii" => TextKind::Ascii,
+                    "mixed" => TextKind::Mixed,
+                    "json" => TextKind::Json,
+                    k => return Err(format!("--text-kind: '{k}' is not ascii, mixed or json").into()),
                 };
                 text = true;
             }
+            Long("deflate") => deflate = true,
             Long("fragments") => fragments = Some(count(&mut p, "--fragments")?),
             Long("no-fidelity") => fidelity = false,
             Short('k') | Long("pipeline") => pipeline = Some(count(&mut p, "--pipeline")?),
@@ -387,6 +437,9 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     if fragments.is_some() && !matches!(mode, Mode::Echo | Mode::Rate) {
         return Err("--fragments applies to --mode echo and rate (soak: --max-fragments)".into());
     }
+    if deflate && mode == Mode::Soak {
+        return Err("--deflate applies to --mode echo, rate and idle".into());
+    }
     let fragments = fragments.unwrap_or(1);
     if fragments > 4096 {
         return Err("--fragments must be at most 4096".into());
@@ -436,7 +489,8 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         active,
         size,
         text,
-        mixed,
+        text_kind,
+        deflate,
         fragments: fragments as u32,
         fidelity,
         pipeline,
@@ -646,6 +700,18 @@ mod tests {
         assert!(parse_from(["-m", "soak", "--fragments", "2", "ws://h:1/"]).is_err());
         assert!(parse_from(["-m", "idle", "--fragments", "2", "ws://h:1/"]).is_err());
         assert!(cfg(&["-m", "soak", "ws://h:1/"]).fidelity);
+    }
+
+    #[test]
+    fn deflate_and_text_kinds() {
+        let c = cfg(&["--deflate", "--text-kind", "json", "-s", "1k", "ws://h:1/"]);
+        assert!(c.deflate && c.text);
+        assert_eq!(c.text_kind, TextKind::Json);
+        assert_eq!(cfg(&["--text", "ws://h:1/"]).text_kind, TextKind::Ascii);
+        assert!(!cfg(&["ws://h:1/"]).deflate);
+        assert!(cfg(&["-m", "idle", "--deflate", "ws://h:1/"]).deflate);
+        assert!(parse_from(["-m", "soak", "--deflate", "ws://h:1/"]).is_err());
+        assert!(parse_from(["--text-kind", "xml", "ws://h:1/"]).is_err());
     }
 
     #[test]

@@ -8,11 +8,16 @@
 //! lazily boxed [`Extra`] for the rare things (control frame payloads, a pending pong/close).
 //! Echoes are verified incrementally against the known payload as bytes arrive, and each echoed
 //! frame against the shape of the frame sent (computed from the workload, see
-//! [`Workload::shape`]); nothing is buffered per message and nothing is allocated per message. It
+//! [`Workload::shape`]); nothing is buffered per message and nothing is allocated per message.
+//! With `--deflate` a compressed echo (RSV1 on its first frame) is inflated as it arrives, with an
+//! inflate state taken from the loop's free list for that message and given back, reset, at its
+//! end, into the loop's one scratch buffer, and compared with the payload; its compressed bytes
+//! are also compared with those sent (a verbatim echo: a pass-through server). It
 //! does not own the socket plumbing (see `transport`) nor the event loop, timers or scheduling
 //! (see `worker`): the worker calls `Conn::on_event`, [`Conn::enqueue`], `Conn::start_close` and
 //! `Conn::timed_out`.
 
+use flate2::{Decompress, FlushDecompress, Status};
 use mio::net::TcpStream;
 
 use crate::frag::{self, Data, Fidelity};
@@ -24,11 +29,80 @@ use crate::workload::Workload;
 #[derive(Debug)]
 pub struct Ended;
 
+/// Bytes inflated per step into [`Echo::inflated`].
+const INFLATE_CHUNK: usize = 16 << 10;
+
+/// The RFC 7692 §7.2.2 tail appended to a compressed message before inflating its end.
+const DEFLATE_TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
+
 /// The echo/rate/idle part of the per-loop context.
 pub struct Echo<'a> {
     pub work: &'a Workload,
     /// Echo mode and not shutting down: queue a new message when one completes.
     pub refill: bool,
+    /// `--deflate`: inflate states not in use; a connection takes one for each compressed echo it
+    /// receives and gives it back, reset, at the end (so they are reused, never re-created).
+    /// Boxed on purpose: a state moves into a connection and back, 8 bytes in every connection.
+    #[allow(clippy::vec_box)]
+    inflaters: Vec<Box<Decompress>>,
+    /// `--deflate`: where echoes are inflated, [`INFLATE_CHUNK`] bytes at a time (else empty).
+    inflated: Box<[u8]>,
+}
+
+impl<'a> Echo<'a> {
+    pub fn new(work: &'a Workload, refill: bool) -> Echo<'a> {
+        let inflated = if work.deflate { vec![0u8; INFLATE_CHUNK].into_boxed_slice() } else { Box::default() };
+        Echo { work, refill, inflaters: Vec::new(), inflated }
+    }
+}
+
+/// Compares `chunk` with `payload[start..]`; `Err` describes the first difference.
+#[inline]
+fn compare(payload: &[u8], start: usize, chunk: &[u8]) -> Result<(), String> {
+    let end = start.saturating_add(chunk.len());
+    if end > payload.len() {
+        return Err(format!("echo longer than the {} bytes sent", payload.len()));
+    }
+    if payload[start..end] != *chunk {
+        let k = payload[start..end].iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
+        return Err(format!(
+            "byte {} of {}: expected 0x{:02x}, got 0x{:02x}",
+            start + k,
+            payload.len(),
+            payload[start + k],
+            chunk[k]
+        ));
+    }
+    Ok(())
+}
+
+/// Inflates `input` into `buf`, a chunk at a time, comparing the bytes with `payload` from
+/// `*off` on (advanced by what came out). `Ok(true)` when the deflate stream ended (a final
+/// block); input after that is an error.
+fn inflate_compare(
+    d: &mut Decompress,
+    mut input: &[u8],
+    flush: FlushDecompress,
+    buf: &mut [u8],
+    payload: &[u8],
+    off: &mut u64,
+) -> Result<bool, String> {
+    loop {
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let st = d.decompress(input, buf, flush).map_err(|e| format!("echo is not valid deflate data ({e})"))?;
+        let used = (d.total_in() - in0) as usize;
+        let made = (d.total_out() - out0) as usize;
+        compare(payload, *off as usize, &buf[..made])?;
+        *off += made as u64;
+        input = &input[used..];
+        if st == Status::StreamEnd {
+            return if input.is_empty() { Ok(true) } else { Err("bytes after the final deflate block".into()) };
+        }
+        // zlib stops when the input is used up or the output is full; with neither, no progress.
+        if made < buf.len() && (input.is_empty() || used == 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Per-loop context handed to every connection call.
@@ -83,6 +157,16 @@ pub struct EchoHooks {
     msg_bad: bool,
     /// Which sent frame the next echoed frame must match (`--no-fidelity`: unused).
     fid: Fidelity,
+    /// The message being received is compressed (RSV1 on its first frame).
+    z_msg: bool,
+    /// Its compressed bytes so far equal the bytes sent (a verbatim echo).
+    z_same: bool,
+    /// Its inflate stream ended (a final block): nothing may follow.
+    z_ended: bool,
+    /// Compressed bytes of it received so far.
+    z_off: u64,
+    /// The inflate state of the compressed message being received (from [`Echo::inflaters`]).
+    zin: Option<Box<Decompress>>,
     extra: Option<Box<Extra>>,
 }
 
@@ -119,6 +203,11 @@ impl Conn {
                 msg_off: 0,
                 msg_bad: false,
                 fid: Fidelity::default(),
+                z_msg: false,
+                z_same: false,
+                z_ended: false,
+                z_off: 0,
+                zin: None,
                 extra: None,
             },
         }
@@ -156,23 +245,53 @@ impl Conn {
     fn check_payload(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8]) {
         if !self.hooks.msg_bad {
             let p = &ctx.m.work.variants[self.hooks.variant as usize].payload;
-            let start = self.hooks.msg_off as usize;
-            let end = start.saturating_add(chunk.len());
-            if end > p.len() {
-                self.mismatch(ctx, format!("echo longer than the {} bytes sent", p.len()));
-            } else if p[start..end] != *chunk {
-                let k = p[start..end].iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
-                let what = format!(
-                    "byte {} of {}: expected 0x{:02x}, got 0x{:02x}",
-                    start + k,
-                    p.len(),
-                    p[start + k],
-                    chunk[k]
-                );
+            if let Err(what) = compare(p, self.hooks.msg_off as usize, chunk) {
                 self.mismatch(ctx, what);
             }
         }
         self.hooks.msg_off += chunk.len() as u64;
+    }
+
+    /// A piece of a compressed echo (`last`: the tail appended at the message's end instead):
+    /// compared with the compressed bytes sent (verbatim or not), inflated and compared with the
+    /// payload.
+    fn check_compressed(&mut self, ctx: &mut Ctx<'_>, chunk: &[u8], last: bool) {
+        let work: &Workload = ctx.m.work;
+        let v = &work.variants[self.hooks.variant as usize];
+        let h = &mut self.hooks;
+        if !last {
+            if h.z_same {
+                let sent = work.sent(v);
+                let at = h.z_off as usize;
+                h.z_same = sent.get(at..at + chunk.len()).is_some_and(|s| s == chunk);
+            }
+            h.z_off += chunk.len() as u64;
+        }
+        if h.msg_bad {
+            return;
+        }
+        let res = match h.zin.as_mut() {
+            Some(_) if h.z_ended && last => Ok(true),
+            Some(_) if h.z_ended => Err("bytes after the final deflate block".to_string()),
+            Some(d) => {
+                let (input, flush) =
+                    if last { (&DEFLATE_TAIL[..], FlushDecompress::Sync) } else { (chunk, FlushDecompress::None) };
+                inflate_compare(d, input, flush, &mut ctx.m.inflated, &v.payload, &mut h.msg_off)
+            }
+            None => Err("compressed echo without an inflate state".to_string()),
+        };
+        match res {
+            Ok(ended) => self.hooks.z_ended |= ended,
+            Err(what) => self.mismatch(ctx, what),
+        }
+    }
+
+    /// Gives the inflate state of the message just received back to the loop, reset.
+    fn give_back_inflater(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(mut d) = self.hooks.zin.take() {
+            d.reset(false);
+            ctx.m.inflaters.push(d);
+        }
     }
 
     /// Marks the current message bad (counted when it ends); describes the first few.
@@ -190,7 +309,8 @@ impl Conn {
     /// is counted when the message ends); describes the first few errors.
     fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
         let work = ctx.m.work;
-        if let Err(what) = self.hooks.fid.check(h, work.opcode == wire::OP_TEXT, |k| work.shape(k)) {
+        let v = &work.variants[self.hooks.variant as usize];
+        if let Err(what) = self.hooks.fid.check(h, work.opcode == wire::OP_TEXT, work.deflate, |k| work.shape(v, k)) {
             if ctx.mismatch_logs < 5 {
                 ctx.mismatch_logs += 1;
                 eprintln!("wsbench: frame fidelity error on connection #{}: {what}", self.link.index);
@@ -200,6 +320,12 @@ impl Conn {
 
     fn end_message(&mut self, ctx: &mut Ctx<'_>) {
         let size = ctx.m.work.size as u64;
+        let z_msg = self.hooks.z_msg;
+        if z_msg {
+            self.check_compressed(ctx, &[], true);
+            self.give_back_inflater(ctx);
+            self.hooks.z_msg = false;
+        }
         if !self.hooks.msg_bad && self.hooks.msg_off != size {
             self.mismatch(ctx, format!("echo of {} bytes, {} sent", self.hooks.msg_off, size));
         }
@@ -226,6 +352,14 @@ impl Conn {
                 ctx.stats.msgs += 1;
                 ctx.stats.bytes += size;
                 ctx.stats.latency.saturating_record(ctx.now.saturating_sub(stamp).max(1));
+                if z_msg {
+                    let work = ctx.m.work;
+                    let sent = work.sent(&work.variants[self.hooks.variant as usize]).len() as u64;
+                    ctx.stats.z_msgs += 1;
+                    ctx.stats.z_sent_bytes += sent;
+                    ctx.stats.z_echo_bytes += self.hooks.z_off;
+                    ctx.stats.z_verbatim += u64::from(self.hooks.z_same && self.hooks.z_off == sent);
+                }
             }
         }
         if stamp.is_some() {
@@ -305,6 +439,10 @@ impl<'a> Hooks<'a> for EchoHooks {
     }
 
     fn start_frame(c: &mut Conn, ctx: &mut Ctx<'a>, h: &wire::Header) -> Result<(), Ended> {
+        if h.rsv1 && (h.opcode & 0x8 != 0 || h.opcode == wire::OP_CONTINUATION) {
+            // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message only.
+            return Err(c.protocol_error(ctx, "RSV1 on a control or continuation frame"));
+        }
         if h.opcode & 0x8 == 0 {
             match frag::classify(h.opcode, c.hooks.in_msg) {
                 Err(e) => return Err(c.protocol_error(ctx, e)),
@@ -313,10 +451,22 @@ impl<'a> Hooks<'a> for EchoHooks {
                     c.hooks.msg_off = 0;
                     c.hooks.msg_bad = false;
                     c.hooks.fid.start_message();
+                    if h.rsv1 {
+                        c.hooks.z_msg = true;
+                        c.hooks.z_same = true;
+                        c.hooks.z_ended = false;
+                        c.hooks.z_off = 0;
+                        if c.hooks.zin.is_none() {
+                            let d = ctx.m.inflaters.pop().unwrap_or_else(|| Box::new(Decompress::new(false)));
+                            c.hooks.zin = Some(d);
+                        }
+                    }
                     if c.hooks.ring_len == 0 {
                         c.mismatch(ctx, "a message arrived with none in flight".into());
                     } else if h.opcode != ctx.m.work.opcode {
                         c.mismatch(ctx, format!("opcode {} instead of {}", h.opcode, ctx.m.work.opcode));
+                    } else if ctx.m.work.deflate && !h.rsv1 {
+                        c.mismatch(ctx, "echo not compressed (RSV1 clear on its first frame)".into());
                     }
                 }
                 Ok(Data::Continuation) => {}
@@ -340,7 +490,11 @@ impl<'a> Hooks<'a> for EchoHooks {
     #[inline]
     fn frame_bytes(c: &mut Conn, ctx: &mut Ctx<'a>, chunk: &[u8]) -> Result<(), Ended> {
         if c.hooks.frame_op & 0x8 == 0 {
-            c.check_payload(ctx, chunk);
+            if c.hooks.z_msg {
+                c.check_compressed(ctx, chunk, false);
+            } else {
+                c.check_payload(ctx, chunk);
+            }
         } else {
             let x = c.hooks.extra.get_or_insert_with(Extra::new);
             let at = x.ctl_rx_len as usize;
@@ -380,7 +534,7 @@ impl<'a> Hooks<'a> for EchoHooks {
     /// Writes what is queued: the rest of a partly written frame, then a pending control frame,
     /// then queued data frames (all in one `write` when possible), until the socket is full.
     fn flush(c: &mut Conn, ctx: &mut Ctx<'a>) -> Result<(), Ended> {
-        let flen = ctx.m.work.msg_len;
+        let flen = ctx.m.work.variants[c.hooks.variant as usize].msg_len;
         loop {
             let ctl_pending = c.hooks.extra.as_ref().is_some_and(|x| x.ctl_tx_off < x.ctl_tx_len);
             let res;

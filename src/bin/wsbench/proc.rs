@@ -31,7 +31,14 @@ pub fn run_loops(cfg: &Config, plan: &Plan, shares: &[Share], monitor: &mut Moni
     let work = if cfg.mode == Mode::Soak {
         Work::Soak(Gen::new())
     } else {
-        Work::Fixed(Workload::new(cfg.size, cfg.text, cfg.mixed, cfg.fragments, in_flight, &mut rng))
+        Work::Fixed(Workload::new(
+            cfg.size,
+            cfg.text.then_some(cfg.text_kind),
+            cfg.deflate,
+            cfg.fragments,
+            in_flight,
+            &mut rng,
+        ))
     };
     let lives: Vec<Live> = shares.iter().map(|_| Live::default()).collect();
     if shares.len() == 1 {

@@ -595,7 +595,7 @@ impl SoakConn {
     /// first few. The bytes still agree, so the connection goes on.
     fn check_frame(&mut self, ctx: &mut Ctx<'_>, h: &wire::Header) {
         let (replay, ping_p) = (&mut self.hooks.rx.replay, ctx.m.params.ping_p);
-        if let Err(what) = self.hooks.rx.fid.check(h, self.hooks.tx.plan.text, |_| replay.next_shape(ping_p)) {
+        if let Err(what) = self.hooks.rx.fid.check(h, self.hooks.tx.plan.text, false, |_| replay.next_shape(ping_p)) {
             ctx.stats.fidelity_errors += 1;
             if ctx.mismatch_logs < 5 {
                 ctx.mismatch_logs += 1;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use crate::cli::{Config, Mode};
+use crate::cli::{Config, Mode, TextKind};
 
 /// Highest latency the histograms hold (one hour, in ns); larger values saturate.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
@@ -66,6 +66,13 @@ pub struct Stats {
     pub fidelity_errors: u64,
     /// Upgraded connections that ended before we closed them, by reason.
     pub lost: BTreeMap<String, u64>,
+    /// `--deflate`: compressed echoes counted in `msgs`, the compressed bytes of the messages
+    /// they echo (as sent) and of the echoes themselves, and how many echoes were exactly the
+    /// compressed bytes sent (a pass-through server).
+    pub z_msgs: u64,
+    pub z_sent_bytes: u64,
+    pub z_echo_bytes: u64,
+    pub z_verbatim: u64,
     /// Rate mode: scheduled messages dropped because the backlog was full.
     pub overruns: u64,
     /// Rate mode: most scheduled messages waiting for a connection with room, at once.
@@ -114,6 +121,10 @@ impl Default for Stats {
             mismatches: 0,
             fidelity_errors: 0,
             lost: BTreeMap::new(),
+            z_msgs: 0,
+            z_sent_bytes: 0,
+            z_echo_bytes: 0,
+            z_verbatim: 0,
             overruns: 0,
             backlog_peak: 0,
             fragments: 0,
@@ -173,6 +184,10 @@ impl Stats {
         self.msgs = 0;
         self.bytes = 0;
         self.overruns = 0;
+        self.z_msgs = 0;
+        self.z_sent_bytes = 0;
+        self.z_echo_bytes = 0;
+        self.z_verbatim = 0;
     }
 
     /// Sets the window length and derives this loop's rates.
@@ -215,6 +230,10 @@ impl Stats {
         for (k, v) in &o.lost {
             bump(&mut self.lost, k, *v);
         }
+        self.z_msgs += o.z_msgs;
+        self.z_sent_bytes += o.z_sent_bytes;
+        self.z_echo_bytes += o.z_echo_bytes;
+        self.z_verbatim += o.z_verbatim;
         self.overruns += o.overruns;
         self.backlog_peak = self.backlog_peak.max(o.backlog_peak);
         self.fragments += o.fragments;
@@ -259,6 +278,10 @@ impl Stats {
         s(out, "close_timeouts", self.close_timeouts);
         s(out, "mismatches", self.mismatches);
         s(out, "fidelity_errors", self.fidelity_errors);
+        s(out, "z_msgs", self.z_msgs);
+        s(out, "z_sent_bytes", self.z_sent_bytes);
+        s(out, "z_echo_bytes", self.z_echo_bytes);
+        s(out, "z_verbatim", self.z_verbatim);
         s(out, "overruns", self.overruns);
         s(out, "backlog_peak", self.backlog_peak);
         s(out, "fragments", self.fragments);
@@ -313,6 +336,10 @@ impl Stats {
             "close_timeouts" => self.close_timeouts = num(a)?,
             "mismatches" => self.mismatches = num(a)?,
             "fidelity_errors" => self.fidelity_errors = num(a)?,
+            "z_msgs" => self.z_msgs = num(a)?,
+            "z_sent_bytes" => self.z_sent_bytes = num(a)?,
+            "z_echo_bytes" => self.z_echo_bytes = num(a)?,
+            "z_verbatim" => self.z_verbatim = num(a)?,
             "overruns" => self.overruns = num(a)?,
             "backlog_peak" => self.backlog_peak = num(a)?,
             "fragments" => self.fragments = num(a)?,
@@ -392,9 +419,10 @@ fn fmt_us(v: f64) -> String {
 /// The result table printed on stdout.
 pub fn table(cfg: &Config, s: &Stats) -> String {
     let mut o = String::new();
-    let kind = match (cfg.text, cfg.mixed) {
-        (true, true) => "mixed text",
-        (true, false) => "text",
+    let kind = match (cfg.text, cfg.text_kind) {
+        (true, TextKind::Mixed) => "mixed text",
+        (true, TextKind::Json) => "JSON-like text",
+        (true, TextKind::Ascii) => "text",
         _ => "binary",
     };
     let _ = write!(o, "wsbench {} {}: {} connections", cfg.mode.name(), cfg.url, cfg.connections);
@@ -410,6 +438,9 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
         );
     } else if cfg.mode != Mode::Idle {
         let _ = write!(o, ", {} B {kind}", cfg.size);
+        if cfg.deflate {
+            o.push_str(" compressed (permessage-deflate)");
+        }
         match cfg.mode {
             Mode::Echo => {
                 let _ = write!(o, ", {} in flight each", cfg.pipeline);
@@ -499,9 +530,27 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
     );
     row(&mut o, "clean closes", format!("{} (close timeouts {})", s.clean_closes, s.close_timeouts));
     row(&mut o, "echo mismatches", s.mismatches.to_string());
+    if cfg.deflate && cfg.mode != Mode::Idle {
+        let what = if s.z_msgs == 0 {
+            "no compressed echo counted".to_string()
+        } else {
+            let n = s.z_msgs as f64;
+            format!(
+                "{} B sent as {:.0} B (level {}, {:.2}:1); echoes {:.0} B, {:.1}% verbatim (the bytes sent)",
+                cfg.size,
+                s.z_sent_bytes as f64 / n,
+                crate::workload::DEFLATE_LEVEL,
+                cfg.size as f64 * n / s.z_sent_bytes.max(1) as f64,
+                s.z_echo_bytes as f64 / n,
+                100.0 * s.z_verbatim as f64 / n
+            )
+        };
+        row(&mut o, "deflate", what);
+    }
     if cfg.mode != Mode::Idle {
         let what = if cfg.fidelity {
-            format!("{}  (echoed frames unlike the frames sent: FIN, opcode, length)", s.fidelity_errors)
+            let what = if cfg.deflate { "FIN, opcode, frame count" } else { "FIN, opcode, length" };
+            format!("{}  (echoed frames unlike the frames sent: {what})", s.fidelity_errors)
         } else {
             "not checked (--no-fidelity)".to_string()
         };
@@ -577,6 +626,8 @@ pub fn json(cfg: &Config, s: &Stats) -> String {
     f("active", cfg.active.to_string());
     f("size", cfg.size.to_string());
     f("text", cfg.text.to_string());
+    f("text_kind", js(if cfg.text { cfg.text_kind.name() } else { "binary" }));
+    f("deflate", cfg.deflate.to_string());
     f("fragments_per_message", cfg.fragments.to_string());
     f("pipeline", cfg.pipeline.to_string());
     f("rate", jf(cfg.rate));
@@ -606,6 +657,10 @@ pub fn json(cfg: &Config, s: &Stats) -> String {
     f("echo_mismatches", s.mismatches.to_string());
     f("fidelity", cfg.fidelity.to_string());
     f("fidelity_errors", s.fidelity_errors.to_string());
+    f("deflate_messages", s.z_msgs.to_string());
+    f("deflate_sent_bytes", s.z_sent_bytes.to_string());
+    f("deflate_echo_bytes", s.z_echo_bytes.to_string());
+    f("deflate_verbatim", s.z_verbatim.to_string());
     f("lost_connections", s.total_lost().to_string());
     f("lost_by_reason", jmap(&s.lost));
     f("rate_backlog_peak", s.backlog_peak.to_string());

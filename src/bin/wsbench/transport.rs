@@ -269,7 +269,7 @@ impl<'a, H: Hooks<'a>> Conn<H> {
     pub fn send_request(&mut self, ctx: &mut Ctx<'a, H::X>) -> Result<(), H::End> {
         let link = &mut self.link;
         ctx.scratch.clear();
-        wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &link.key);
+        wire::write_request(&mut ctx.scratch, &ctx.cfg.host_header, &ctx.cfg.path, &link.key, ctx.cfg.deflate);
         while (link.hs_sent as usize) < ctx.scratch.len() {
             match write_some(&mut link.stream, &ctx.scratch[link.hs_sent as usize..]) {
                 Ok(Some(0)) => {
@@ -367,13 +367,21 @@ impl<'a, H: Hooks<'a>> Conn<H> {
             }
             None => data,
         };
-        match wire::check_response(bytes, &self.link.key) {
+        let deflate = ctx.cfg.deflate.then(|| wire::window_bits_for(ctx.cfg.size));
+        match wire::check_response(bytes, &self.link.key, deflate) {
             Ok(None) => {
                 self.link.hs_buf = Some(held.unwrap_or_else(|| Box::new(data.to_vec())));
                 Ok(())
             }
             Err(e) => {
-                ctx.stats.handshake_failed(&e.label());
+                let label = e.label();
+                if matches!(e, wire::HandshakeError::DeflateNotAccepted | wire::HandshakeError::DeflateAnswer(_))
+                    && !ctx.stats.handshake_failures.contains_key(&label)
+                {
+                    // Said at once (once per loop): every connection will fail the same way.
+                    eprintln!("wsbench: --deflate: {label} (connection #{})", self.link.index);
+                }
+                ctx.stats.handshake_failed(&label);
                 Err(H::FAILED)
             }
             Ok(Some(head)) => {
@@ -403,7 +411,7 @@ impl<'a, H: Hooks<'a>> Conn<H> {
                     let have = link.hdr_len as usize;
                     let take = (MAX_HEADER - have).min(data.len() - i);
                     link.hdr[have..have + take].copy_from_slice(&data[i..i + take]);
-                    match wire::decode_header(&link.hdr[..have + take]) {
+                    match wire::decode_header(&link.hdr[..have + take], ctx.cfg.deflate) {
                         Ok(Some(h)) => {
                             i += h.hlen - have;
                             link.hdr_len = 0;
@@ -417,7 +425,7 @@ impl<'a, H: Hooks<'a>> Conn<H> {
                         Err(e) => return Err(self.protocol_error(ctx, e.name())),
                     }
                 } else {
-                    match wire::decode_header(&data[i..]) {
+                    match wire::decode_header(&data[i..], ctx.cfg.deflate) {
                         Ok(Some(h)) => {
                             i += h.hlen;
                             h

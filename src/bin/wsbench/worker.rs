@@ -63,7 +63,7 @@ pub fn run(
     live: &Live,
     tick: &mut dyn FnMut(),
 ) -> io::Result<Stats> {
-    let ctx = Ctx::new(cfg, now_ns(), Echo { work, refill: cfg.mode == Mode::Echo });
+    let ctx = Ctx::new(cfg, now_ns(), Echo::new(work, cfg.mode == Mode::Echo));
     let core = Core::new(cfg, plan, share, ctx)?;
     let timerfd = if cfg.mode == Mode::Rate { Some(new_timerfd(&core.poll)?) } else { None };
     let mut fixed = Fixed {
