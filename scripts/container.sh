@@ -139,8 +139,13 @@ mkdir -p "$ctx"
 cp "$bin" "$ctx/wsecho"
 echo "nonroot:x:$uid:$uid:nonroot:/nonexistent:/sbin/nologin" >"$ctx/passwd"
 log "podman build -f Containerfile -t $image (context: the binary and passwd only)"
+old_id=$(podman image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 podman build -q -f "$repo/Containerfile" -t "$image" "$ctx" >"$run/build.log" 2>&1 ||
     { cat "$run/build.log" >&2; die "podman build failed"; }
+# The image this replaced (left untagged by the build) goes, unless something still uses it.
+if [ -n "$old_id" ] && [ "$old_id" != "$(podman image inspect -f '{{.Id}}' "$image")" ]; then
+    podman rmi "$old_id" >/dev/null 2>&1 || true
+fi
 log "image $image: id $(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12), $(podman image inspect -f '{{.Size}}' "$image") bytes"
 
 # ---- 4. what the image holds, and its config --------------------------------------------------
