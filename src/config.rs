@@ -229,6 +229,9 @@ impl Config {
                 return Err(format!("{name} must be between 1 ms and 7 days"));
             }
         }
+        if self.max_message_size == 0 || self.max_message_size > u64::from(u32::MAX) {
+            return Err("--max-message-size must be between 1 byte and 4GiB - 1".into());
+        }
         if !(9..=15).contains(&self.deflate.window_bits) {
             return Err("--deflate-window-bits must be between 9 and 15".into());
         }
@@ -301,6 +304,7 @@ mod tests {
         assert!(run(&["--listen", "nope"]).unwrap_err().contains("--listen"));
         assert!(run(&["--write-buffer", "1K"]).unwrap_err().contains("--write-buffer"));
         assert!(run(&["--max-message-size", "12Q"]).unwrap_err().contains("unit"));
+        assert!(run(&["--max-message-size", "4GiB"]).unwrap_err().contains("--max-message-size"));
         assert!(run(&["--handshake-timeout", "-1"]).is_err());
         assert!(run(&["--bogus"]).is_err());
     }

@@ -92,7 +92,17 @@ pub struct Connection<S: Socket = TcpStream> {
     echo: Echo,
     /// Opcode of the message in progress (Text or Binary), or Continuation when none.
     msg: OpCode,
-    /// The connection's yes/no state, one bit each (see [`Flags`]).
+    /// Inside a data frame's payload.
+    in_frame: bool,
+    /// FIN of the data frame being read.
+    frame_fin: bool,
+    /// A frame of the current message has been (or is being) echoed: later ones are
+    /// continuations.
+    out_started: bool,
+    /// The message in progress is compressed (RSV1 on its first frame, permessage-deflate).
+    compressed: bool,
+    /// The rarely changed yes/no state, one bit each (see [`Flags`]); the four bools above change
+    /// on every frame and stay bytes (a bit costs a read-modify-write per change).
     flags: Flags,
     /// The permessage-deflate agreement (`Negotiated::pack`); 0: not negotiated.
     pmd: u16,
@@ -104,7 +114,7 @@ pub struct Connection<S: Socket = TcpStream> {
     /// Payload bytes left in the current data frame.
     remaining: u64,
     /// Bytes of the message in progress so far.
-    msg_len: u64,
+    msg_len: u32,
     /// When bytes last arrived (ms, reactor clock).
     last_rx: u32,
     /// When the server last pinged (ms, reactor clock).
@@ -130,6 +140,10 @@ impl<S: Socket> Connection<S> {
             phase: Phase::Handshake,
             echo: Echo::Stream,
             msg: OpCode::Continuation,
+            in_frame: false,
+            frame_fin: false,
+            out_started: false,
+            compressed: false,
             flags: if overloaded { Flags(Flags::OVERLOADED) } else { Flags(0) },
             pmd: 0,
             codec: NO_SLOT,
@@ -246,7 +260,7 @@ impl<S: Socket> Connection<S> {
         // (16 x 16 KiB frames = 262,272 bytes against 4 x 64 KiB) saw one message in 16 take two
         // turns instead of one (p99 twice p50; docs/fairness.md). One extra recv per budget used up,
         // none per message.
-        if self.phase == Phase::Open && self.flags.has(Flags::IN_FRAME) && self.remaining <= sh.read_buffer as u64 {
+        if self.phase == Phase::Open && self.in_frame && self.remaining <= sh.read_buffer as u64 {
             if let Step::Done(n) = self.read_frames(sh, self.remaining as usize) {
                 return n;
             }
@@ -290,7 +304,7 @@ impl<S: Socket> Connection<S> {
     /// rest of its payload arrives.
     #[inline]
     fn streaming_out(&self) -> bool {
-        self.flags.has(Flags::IN_FRAME) && self.echo == Echo::Stream
+        self.in_frame && self.echo == Echo::Stream
     }
 
     /// Returns the carried input buffer, whichever kind it is, to its pool.
@@ -450,7 +464,7 @@ impl<S: Socket> Connection<S> {
         sh.metrics.bytes_in += n as u64;
         self.last_rx = sh.now_ms;
         let mut start = PAD;
-        if !self.flags.has(Flags::IN_FRAME) {
+        if !self.in_frame {
             // A carried partial header or control frame goes back in front of the new bytes.
             if let Some(c) = self.inbuf.take() {
                 let l = self.in_len as usize;
@@ -506,8 +520,10 @@ impl<S: Socket> Connection<S> {
     /// control frame in `inbuf`, or the received part of a held text frame.
     fn decode(&mut self, sh: &mut Shared, start: usize, end: usize) {
         let mut pos = start;
+        // RSV1 is meaningful only with permessage-deflate (RFC 7692 §6).
+        let allowed = if self.pmd != 0 { RSV1 } else { 0 };
         while self.phase == Phase::Open {
-            if self.flags.has(Flags::IN_FRAME) {
+            if self.in_frame {
                 if pos == end {
                     break;
                 }
@@ -521,12 +537,11 @@ impl<S: Socket> Connection<S> {
                     break;
                 }
                 if done {
-                    self.flags.set(Flags::IN_FRAME, false);
+                    self.in_frame = false;
                     self.frame_done(sh);
                 }
                 continue;
             }
-            let allowed = if self.pmd != 0 { RSV1 } else { 0 };
             let hdr = match decode_header_with(&sh.rbuf[pos..end], allowed) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
@@ -587,8 +602,8 @@ impl<S: Socket> Connection<S> {
                 (_, OpCode::Continuation) => {
                     self.msg = h.opcode;
                     self.msg_len = 0;
-                    self.flags.set(Flags::OUT_STARTED, false);
-                    self.flags.set(Flags::COMPRESSED, rsv1);
+                    self.out_started = false;
+                    self.compressed = rsv1;
                     self.utf8.reset();
                     if rsv1 {
                         let n = Negotiated::unpack(self.pmd);
@@ -603,17 +618,19 @@ impl<S: Socket> Connection<S> {
                     break;
                 }
             }
-            self.msg_len = self.msg_len.saturating_add(h.len);
-            if self.msg_len > sh.max_message_size {
+            // `--max-message-size` is at most 4 GiB - 1 (config), so a length within it fits a u32.
+            let msg_len = u64::from(self.msg_len).saturating_add(h.len);
+            self.msg_len = msg_len.min(u64::from(u32::MAX)) as u32;
+            if msg_len > sh.max_message_size {
                 self.fail(sh, ProtocolError::MessageTooBig);
                 break;
             }
             pos += hl;
-            self.flags.set(Flags::FRAME_FIN, h.fin);
+            self.frame_fin = h.fin;
             self.mask = mask;
             self.remaining = h.len;
             let avail = (end - pos) as u64;
-            let compressed = self.flags.has(Flags::COMPRESSED);
+            let compressed = self.compressed;
             if self.msg == OpCode::Binary && !compressed {
                 // The echo's header now, the payload as it arrives: framing kept at any length.
                 self.echo = Echo::Stream;
@@ -625,7 +642,20 @@ impl<S: Socket> Connection<S> {
                 apply_mask(&mut sh.rbuf[pos..pos + l], mask);
                 pos += l;
                 self.remaining = 0;
-                if let Err(e) = self.echo_whole(sh, &[], pos - l..pos, h.fin) {
+                let res = if compressed {
+                    self.echo_whole(sh, &[], pos - l..pos, h.fin)
+                } else {
+                    // Plain text, the hot path: kept free of the compressed cases.
+                    match self.utf8.feed(&sh.rbuf[pos - l..pos]) {
+                        Ok(_) if !(h.fin && self.utf8.is_incomplete()) => {
+                            self.stage_header(&mut sh.out, h.fin, h.len);
+                            sh.out.extend_from_slice(&sh.rbuf[pos - l..pos]);
+                            Ok(())
+                        }
+                        _ => Err(ProtocolError::InvalidUtf8),
+                    }
+                };
+                if let Err(e) = res {
                     self.fail(sh, e);
                     break;
                 }
@@ -643,7 +673,7 @@ impl<S: Socket> Connection<S> {
             if h.len == 0 {
                 self.frame_done(sh);
             } else {
-                self.flags.set(Flags::IN_FRAME, true);
+                self.in_frame = true;
             }
         }
     }
@@ -652,7 +682,7 @@ impl<S: Socket> Connection<S> {
     /// `done` when they end the frame.
     #[inline]
     fn frame_piece(&mut self, sh: &mut Shared, a: usize, b: usize, done: bool) -> Result<(), ProtocolError> {
-        let last = done && self.flags.has(Flags::FRAME_FIN);
+        let last = done && self.frame_fin;
         match self.echo {
             Echo::Stream => sh.out.extend_from_slice(&sh.rbuf[a..b]),
             Echo::Hold => {
@@ -661,7 +691,7 @@ impl<S: Socket> Connection<S> {
                     // The last piece completes the frame: echo it whole, the held part first.
                     let mut hb = self.inbuf.take();
                     let head = hb.as_deref().map_or(&[][..], |h| &h[..held]);
-                    let res = self.echo_whole(sh, head, a..b, self.flags.has(Flags::FRAME_FIN));
+                    let res = self.echo_whole(sh, head, a..b, self.frame_fin);
                     if let Some(h) = hb.take() {
                         sh.frame_pool.put(h);
                     }
@@ -689,13 +719,14 @@ impl<S: Socket> Connection<S> {
     /// Whether the message in progress is compressed and echoed re-compressed.
     #[inline]
     fn recompressing(&self, sh: &Shared) -> bool {
-        self.flags.has(Flags::COMPRESSED) && sh.codecs.recompresses(&Negotiated::unpack(self.pmd))
+        self.compressed && sh.codecs.recompresses(&Negotiated::unpack(self.pmd))
     }
 
     /// Validates and stages the echo of one frame (or, for [`Echo::Fragment`], one fragment) whose
     /// payload is `head` followed by `sh.rbuf[r]`, with FIN `fin` (which then also ends the
     /// message). Held pieces (`head`) were validated as they arrived, unless the message is
     /// re-compressed; `sh.rbuf[r]` is validated here. Nothing is staged on error.
+    #[inline(never)]
     fn echo_whole(&mut self, sh: &mut Shared, head: &[u8], r: Range<usize>, fin: bool) -> Result<(), ProtocolError> {
         if self.recompressing(sh) {
             // The echo's length is known once it is deflated: room for the longest header first.
@@ -729,7 +760,7 @@ impl<S: Socket> Connection<S> {
     #[inline]
     fn check_payload(&mut self, sh: &mut Shared, r: Range<usize>, last: bool) -> Result<(), ProtocolError> {
         let text = self.msg == OpCode::Text;
-        if self.flags.has(Flags::COMPRESSED) {
+        if self.compressed {
             let utf8 = text.then_some(&mut self.utf8);
             sh.codecs.inflate(self.codec, &sh.rbuf[r], last, utf8, sh.max_message_size)?;
         } else if text {
@@ -751,13 +782,13 @@ impl<S: Socket> Connection<S> {
     /// frame (with RSV1 when compressed), continuation after.
     #[inline]
     fn header(&mut self, fin: bool, len: u64, hb: &mut [u8; MAX_HEADER_LEN]) -> usize {
-        let first = !self.flags.has(Flags::OUT_STARTED);
+        let first = !self.out_started;
         let op = if first { self.msg } else { OpCode::Continuation };
         let n = encode_header(fin, op, None, len, hb);
-        if first && self.flags.has(Flags::COMPRESSED) {
+        if first && self.compressed {
             hb[0] |= RSV1 << 4;
         }
-        self.flags.set(Flags::OUT_STARTED, true);
+        self.out_started = true;
         n
     }
 
@@ -772,11 +803,11 @@ impl<S: Socket> Connection<S> {
     /// The current data frame has been read and echoed.
     #[inline]
     fn frame_done(&mut self, sh: &mut Shared) {
-        if self.flags.has(Flags::FRAME_FIN) {
+        if self.frame_fin {
             self.msg = OpCode::Continuation;
-            self.flags.set(Flags::OUT_STARTED, false);
-            if self.flags.has(Flags::COMPRESSED) {
-                self.flags.set(Flags::COMPRESSED, false);
+            self.out_started = false;
+            if self.compressed {
+                self.compressed = false;
                 sh.codecs.end(&mut self.codec, &Negotiated::unpack(self.pmd));
             }
             sh.metrics.messages_in += 1;
@@ -813,9 +844,9 @@ impl<S: Socket> Connection<S> {
         sh.out.extend_from_slice(&f[..n]);
         sh.metrics.close_sent(code.0);
         self.phase = Phase::Closing;
-        self.flags.set(Flags::IN_FRAME, false);
+        self.in_frame = false;
         self.flags.set(Flags::CLOSE_DEFERRED, false);
-        self.flags.set(Flags::COMPRESSED, false);
+        self.compressed = false;
         self.drop_inbuf(sh);
         sh.codecs.release(&mut self.codec);
     }
@@ -848,29 +879,20 @@ impl<S: Socket> Connection<S> {
     }
 }
 
-/// A connection's yes/no state in one byte (eight `bool` fields would cost eight).
+/// A connection's rarely changed yes/no state in one byte.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Flags(u8);
 
 impl Flags {
-    /// Inside a data frame's payload.
-    const IN_FRAME: u8 = 1;
-    /// FIN of the data frame being read.
-    const FRAME_FIN: u8 = 1 << 1;
-    /// A frame of the current message has been (or is being) echoed: later ones are
-    /// continuations.
-    const OUT_STARTED: u8 = 1 << 2;
     /// Reading stopped until output drains.
-    const PAUSED: u8 = 1 << 3;
+    const PAUSED: u8 = 1;
     /// The peer hung up (EPOLLRDHUP / error seen): read until end of stream even after a short
     /// read.
-    const HUP: u8 = 1 << 4;
+    const HUP: u8 = 1 << 1;
     /// Refuse the upgrade with 503 (accepted beyond `--max-connections`).
-    const OVERLOADED: u8 = 1 << 5;
+    const OVERLOADED: u8 = 1 << 2;
     /// A server-initiated close (shutdown) waits for the streamed frame's echo to complete.
-    const CLOSE_DEFERRED: u8 = 1 << 6;
-    /// The message in progress is compressed (RSV1 on its first frame, permessage-deflate).
-    const COMPRESSED: u8 = 1 << 7;
+    const CLOSE_DEFERRED: u8 = 1 << 3;
 
     #[inline]
     fn has(self, f: u8) -> bool {
