@@ -95,7 +95,8 @@ USAGE:
 
 OPTIONS:
     --listen ADDR              address to listen on [default: 127.0.0.1:9001]
-    --max-message-size BYTES   close with 1009 above this message size [default: 16MiB]
+    --max-message-size BYTES   close with 1009 above this message size (inflated), at most
+                               4GiB - 1 [default: 16MiB]
     --write-buffer BYTES       per-connection unsent-output bound; reading pauses when it is
                                reached [default: 64KiB, min 16KiB]
     --read-buffer BYTES        bytes per read into the shared buffer [default: 64KiB]
