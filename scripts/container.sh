@@ -162,7 +162,8 @@ for l in $layers; do
     tar -tf "$run/save/$l" | sed 's#^\./##; s#/$##' | grep -v '^$' >>"$run/files" || true
 done
 got=$(sort -u "$run/files" | tr '\n' ' ')
-check "only /wsecho and /etc/passwd (and the /etc directory): $got" [ "$got" = "etc etc/passwd wsecho " ]
+got=${got% }
+check "only /wsecho and /etc/passwd (and the /etc directory): $got" [ "$got" = "etc etc/passwd wsecho" ]
 
 cfg() { podman image inspect -f "$1" "$image"; }
 c_user=$(cfg '{{.Config.User}}')
@@ -237,7 +238,8 @@ if [ "$mode" = container ]; then
     log "MODE: in a container (podman run, runtime $(podman inspect -f '{{.OCIRuntime}}' "$name"), pid $tpid)"
     st=/proc/$tpid/status
     ids=$(awk '$1 == "Uid:" || $1 == "Gid:" { printf "%s%s ", $1, $2 }' "$st")
-    check "process runs as $ids" [ "$ids" = "Uid:$uid Gid:$uid " ]
+    ids=${ids% }
+    check "process runs as $ids" [ "$ids" = "Uid:$uid Gid:$uid" ]
     check "no effective capabilities (CapEff 0)" [ "$(awk '$1 == "CapEff:" {print $2}' "$st")" = 0000000000000000 ]
     check "no_new_privs set" [ "$(awk '$1 == "NoNewPrivs:" {print $2}' "$st")" = 1 ]
     log "  open-file limit in the container: $(awk '/^Max open files/ {print $4 " soft, " $5 " hard"}' "/proc/$tpid/limits")"
@@ -260,7 +262,8 @@ else
     alive "$tpid" || { cat "$run/server.log" >&2; die "the binary did not start"; }
     log "  started: unshare --net ... setpriv --reuid $uid $bin ${entry[*]:1} (pid $tpid)"
     ids=$(awk '$1 == "Uid:" || $1 == "Gid:" { printf "%s%s ", $1, $2 }' "/proc/$tpid/status")
-    check "process runs as $ids" [ "$ids" = "Uid:$uid Gid:$uid " ]
+    ids=${ids% }
+    check "process runs as $ids" [ "$ids" = "Uid:$uid Gid:$uid" ]
     server_log() { cat "$run/server.log"; }
 fi
 

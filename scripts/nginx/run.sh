@@ -10,7 +10,8 @@
 #    and nginx on 127.0.0.1:9180 (scripts/nginx/nginx.conf; stub_status on
 #    http://127.0.0.1:9188/nginx_status),
 # 4. runs wsbench through ws://127.0.0.1:9180/, every echo and every echoed frame checked:
-#      a. N connections x 64 B, 1 in flight, for SECS,
+#      a. N connections x 64 B, 1 in flight, for SECS (and the same straight to one backend,
+#         for the ratio),
 #      b. 50 connections x 16 KiB, 4 in flight, for 5 s,
 # 5. reload while connections are open: 300 idle connections and an echo run (200 x 1 KiB,
 #    4 in flight, 12 s) through the proxy, `nginx -s reload` (SIGHUP) 4 s into it, new
@@ -124,14 +125,14 @@ workers() { # the master's worker processes (old ones included), "pid" per line
 }
 stub() { http_get "$status_port" /nginx_status | tr -d '\r' | sed -n '/^Active/,$p' | tr '\n' ' ' | tr -s ' '; }
 ok=1
-# bench NAME ARGS...: wsbench through the proxy, quiet, JSON in $run/NAME.json; prints its
-# summary lines; a failure clears ok.
+# bench NAME ARGS...: wsbench through the proxy (BENCH_PORT overrides the port), quiet, JSON in
+# $run/NAME.json; prints its summary lines; a failure clears ok.
 bench() {
-    local name=$1 rc
+    local name=$1 rc port=${BENCH_PORT:-$lb_port}
     shift
-    log "wsbench $* ws://127.0.0.1:$lb_port/"
+    log "wsbench $* ws://127.0.0.1:$port/"
     set +e
-    timeout --foreground 120 "$wsbench" "$@" --json "$run/$name.json" -q "ws://127.0.0.1:$lb_port/" >"$run/$name.out" 2>&1
+    timeout --foreground 120 "$wsbench" "$@" --json "$run/$name.json" -q "ws://127.0.0.1:$port/" >"$run/$name.out" 2>&1
     rc=$?
     set -e
     grep -E '^  (connections|messages|msg/s|MB/s|latency|echo mismatches|fidelity|lost)' "$run/$name.out" |
@@ -172,7 +173,7 @@ log "wsecho up on :${backends[0]} and :${backends[1]} (pids ${pids[*]})"
 
 nginx -t -q -p "$run" -c "$cfg" -e "$run/error.log" -g "pid $run/nginx.pid; worker_rlimit_nofile $hard;" ||
     die "nginx -t failed (see $run/error.log)"
-nginx -p "$run" -c "$cfg" -e "$run/error.log" -g "daemon off; pid $run/nginx.pid; worker_rlimit_nofile $hard;" \
+nginx -p "$run" -c "$cfg" -e "$run/error.log" -g "daemon off; pid $run/nginx.pid; worker_rlimit_nofile $hard; error_log $run/error.log notice;" \
     >"$run/nginx.out" 2>&1 &
 master=$!
 wait_for 10 "nginx on :$lb_port (see $run/error.log)" healthy "$lb_port"
@@ -181,6 +182,13 @@ log "nginx up on :$lb_port (master $master, workers $(workers | tr '\n' ' ')); /
 # ---- 4. load ----------------------------------------------------------------------------------
 echo
 bench small --connections "$conns" --duration "$duration" --size 64
+# The same load straight to one backend, for a ratio measured in the same minute (this machine's
+# figures move with whatever else runs on it).
+log "the same load straight to wsecho :${backends[0]}, for comparison:"
+BENCH_PORT=${backends[0]} bench direct --connections "$conns" --duration "$duration" --size 64
+a=$(jnum "$run/small.json" msgs_per_sec)
+b=$(jnum "$run/direct.json" msgs_per_sec)
+log "through nginx $(fmt "$a" '%.0f') msg/s, direct $(fmt "$b" '%.0f') msg/s: $(awk -v a="${a:-0}" -v b="${b:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }') x"
 bench large --connections 50 --duration 5 --size 16KiB --pipeline 4
 
 # ---- 5. reload with connections open ----------------------------------------------------------
@@ -231,12 +239,13 @@ lost=$(jkey "$run/idle.json" lost_by_reason)
 codes=$(jkey "$run/idle.json" closes_by_code)
 log "the $idle_n idle clients held by the old worker: lost by reason $lost, close frames received $codes"
 log "  (nginx closes them without a WebSocket close frame: a browser reports code 1006 and the client reconnects)"
-sed -n 's/.*\(gracefully shutting down\|exiting\|shutdown timeout\).*/\1/p' "$run/error.log" | sort | uniq -c |
-    sed 's/^ */[nginx\/run.sh]   error.log: /' || true
+# nginx's own account of the reload (notice level): one line per worker and event, counted.
+sed -n 's/.*\[notice\] [0-9#]*: \(signal 1 (SIGHUP) received\|reconfiguring\|gracefully shutting down\|exiting\).*/\1/p' \
+    "$run/error.log" | sort | uniq -c | sed 's/^ */[nginx\/run.sh]   error.log: /' || true
 
 # ---- 6. per-backend evidence ------------------------------------------------------------------
 echo
-log "backend                 upgrades_total   (plain requests through the keepalive pool not counted)"
+log "backend                 upgrades_total   (:${backends[0]} includes the direct comparison run)"
 both=1
 for p in "${backends[@]}"; do
     upg=$(metric "$p" wsecho_upgrades_total)
