@@ -11,7 +11,9 @@
 # Builds (gcc/g++ with C++20, zlib; `apt-get install g++ zlib1g-dev` on Debian):
 #   DIR/uws-echo             benches/peers/uws/echo.cpp (ours) against the checkout's src/ and
 #                            uSockets, no TLS: `uws-echo --listen 127.0.0.1:PORT`, one thread, text
-#                            and binary messages echoed as received (the peer in scripts/compare.sh)
+#                            and binary messages echoed as received (the peer in scripts/compare.sh);
+#                            `--compression shared|dedicated [--compress-echo]` turns on
+#                            permessage-deflate (scripts/deflate-bench.sh)
 #   DIR/load_test            the checkout's benchmarks/load_test.c, unchanged:
 #                            `load_test CONNECTIONS HOST PORT 0 0 PAYLOAD_BYTES`; one binary frame in
 #                            flight per connection, echoes checked by counting bytes ("ERROR:
@@ -19,7 +21,9 @@
 #                            prints "Msg/sec: X" every 4 s and runs until killed
 #   DIR/load_test_pipelined  the same file compiled through benches/peers/uws/load_test_pipelined.c
 #                            (ours): LOAD_TEST_PIPELINE=K sends K frames back to back per write and
-#                            expects K echoes; its Msg/sec counts rounds of K messages
+#                            expects K echoes; its Msg/sec counts rounds of K messages;
+#                            LOAD_TEST_PROBE=1 learns the echo's length from one probe message first
+#                            (a server that echoes compressed frames)
 #
 # --print-dir prints DIR (after building) on stdout, alone, for other scripts.
 # Rebuilds only when a source is newer than the binary.

@@ -1,12 +1,21 @@
 // uws-echo: a WebSocket echo server on uWebSockets, for scripts/compare.sh (our own code, compiled
 // against a uWebSockets checkout by scripts/peers/uws.sh; no uWebSockets source is kept here).
 //
-//   uws-echo [--listen HOST:PORT]      default 127.0.0.1:9004
+//   uws-echo [--listen HOST:PORT] [--compression off|shared|dedicated] [--compress-echo]
+//                                      default 127.0.0.1:9004, compression off
 //
 // The same service as wsecho and the other peers: one thread, every text and binary message sent
 // back with its opcode (uWebSockets hands over whole messages; an unfragmented frame comes back as
 // one frame of the same length), pings answered and closes echoed by the library, compression
-// off, 16 MiB largest message (wsecho's default). Backpressure: as in uWebSockets'
+// off, 16 MiB largest message (wsecho's default).
+//
+// Compression (scripts/deflate-bench.sh): --compression shared accepts permessage-deflate with
+// uWebSockets' SHARED_COMPRESSOR | SHARED_DECOMPRESSOR (one deflate and one inflate state per
+// thread, reset per message, so it answers with both no_context_takeover parameters);
+// --compression dedicated with DEDICATED_COMPRESSOR | DEDICATED_DECOMPRESSOR (a 32 KiB-window
+// state of each per connection, as its examples/EchoServer.cpp). Echoes are sent uncompressed
+// (inflate only, as EchoServer.cpp does) unless --compress-echo: then every echo is deflated again
+// (ws->send(..., compress = true); uWebSockets uses zlib's default level, 6). Backpressure: as in uWebSockets'
 // examples/EchoServer.cpp (100 MiB, messages never dropped or closed for it): closed-loop load
 // generators bound what is in flight themselves.
 #include "App.h"
@@ -20,11 +29,30 @@
 int main(int argc, char **argv) {
     std::string host = "127.0.0.1";
     int port = 9004;
+    uWS::CompressOptions compression = uWS::DISABLED;
+    static bool compressEcho = false;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i], v;
         if (a == "-h" || a == "--help") {
-            std::printf("uws-echo - WebSocket echo server on uWebSockets\n\nUSAGE:\n    uws-echo [--listen HOST:PORT]\n");
+            std::printf("uws-echo - WebSocket echo server on uWebSockets\n\nUSAGE:\n"
+                        "    uws-echo [--listen HOST:PORT] [--compression off|shared|dedicated] [--compress-echo]\n");
             return 0;
+        } else if (a == "--compression" && i + 1 < argc) {
+            std::string c = argv[++i];
+            if (c == "off") {
+                compression = uWS::DISABLED;
+            } else if (c == "shared") {
+                compression = uWS::CompressOptions(uWS::SHARED_COMPRESSOR | uWS::SHARED_DECOMPRESSOR);
+            } else if (c == "dedicated") {
+                compression = uWS::CompressOptions(uWS::DEDICATED_COMPRESSOR | uWS::DEDICATED_DECOMPRESSOR);
+            } else {
+                std::fprintf(stderr, "uws-echo: --compression: '%s' is not off, shared or dedicated\n", c.c_str());
+                return 2;
+            }
+            continue;
+        } else if (a == "--compress-echo") {
+            compressEcho = true;
+            continue;
         } else if (a == "--listen" && i + 1 < argc) {
             v = argv[++i];
         } else if (a.rfind("--listen=", 0) == 0) {
@@ -48,7 +76,7 @@ int main(int argc, char **argv) {
 
     struct PerSocketData {};
     uWS::App().ws<PerSocketData>("/*", {
-        .compression = uWS::DISABLED,
+        .compression = compression,
         .maxPayloadLength = 16 * 1024 * 1024,
         .idleTimeout = 0,
         .maxBackpressure = 100 * 1024 * 1024,
@@ -56,7 +84,7 @@ int main(int argc, char **argv) {
         .resetIdleTimeoutOnSend = false,
         .sendPingsAutomatically = false,
         .message = [](auto *ws, std::string_view message, uWS::OpCode opCode) {
-            ws->send(message, opCode, false);
+            ws->send(message, opCode, compressEcho);
         },
     }).listen(host, port, [&](auto *listen_socket) {
         if (listen_socket) {
