@@ -46,7 +46,7 @@ use log::debug;
 use mio::net::TcpStream;
 
 /// Reads of a full buffer handled per connection per wakeup before moving on to others (plus, at
-/// most, one read that finishes the data frame the budget ended in: see [`Connection::on_readable`]).
+/// most, one read that finishes the data frame the last of them ended in: see `read_frames`).
 const READS_PER_WAKEUP: usize = 4;
 
 /// What the reactor should do with a connection after an event.
@@ -242,27 +242,16 @@ impl<S: Socket> Connection<S> {
     /// Handles a readable (or error / hang-up) event: at most [`READS_PER_WAKEUP`] full reads,
     /// then [`Next::Again`] if there may be more.
     pub fn on_readable(&mut self, sh: &mut Shared) -> Next {
-        for _ in 0..READS_PER_WAKEUP {
+        for i in 0..READS_PER_WAKEUP {
             let step = match self.phase {
                 Phase::Handshake => self.read_handshake(sh),
-                Phase::Open => self.read_frames(sh, usize::MAX),
+                Phase::Open => self.read_frames(sh, i + 1 == READS_PER_WAKEUP),
                 Phase::Closing | Phase::Linger => self.read_discard(sh),
                 Phase::Flush => return Next::Keep,
             };
             match step {
                 Step::More => continue,
                 Step::Done(n) => return n,
-            }
-        }
-        // The budget ended inside a data frame whose rest fits one more read: read just that rest.
-        // Otherwise the message would complete only at this connection's next turn, after every
-        // other busy connection's: a closed-loop client whose window is a little over the budget
-        // (16 x 16 KiB frames = 262,272 bytes against 4 x 64 KiB) saw one message in 16 take two
-        // turns instead of one (p99 twice p50; docs/fairness.md). One extra recv per budget used up,
-        // none per message.
-        if self.phase == Phase::Open && self.in_frame && self.remaining <= sh.read_buffer as u64 {
-            if let Step::Done(n) = self.read_frames(sh, self.remaining as usize) {
-                return n;
             }
         }
         Next::Again
@@ -443,11 +432,10 @@ impl<S: Socket> Connection<S> {
         room.min(sh.read_buffer)
     }
 
-    /// One read of at most `cap` bytes (and at most the read budget), decoded and echoed.
-    fn read_frames(&mut self, sh: &mut Shared, cap: usize) -> Step {
-        let room = self.read_budget(sh);
-        let budget = room.min(cap);
-        if room < MIN_READ.min(sh.read_buffer) {
+    /// One read (at most the read budget), decoded and echoed; `last`: the last of the wakeup's.
+    fn read_frames(&mut self, sh: &mut Shared, last: bool) -> Step {
+        let budget = self.read_budget(sh);
+        if budget < MIN_READ.min(sh.read_buffer) {
             if !self.flags.has(Flags::PAUSED) {
                 self.flags.set(Flags::PAUSED, true);
                 sh.metrics.backpressure += 1;
@@ -475,8 +463,39 @@ impl<S: Socket> Connection<S> {
             }
         }
         self.decode(sh, start, PAD + n);
+        let mut full = n == budget;
+        let mut end = None;
+        if last && full && self.phase == Phase::Open && self.in_frame {
+            // The wakeup's budget ends inside a data frame. Read the rest of that frame now, when
+            // one read can take it and its echo fits the write budget beside this read's (both go
+            // out in the one write below). Otherwise the message would complete only at this
+            // connection's next turn, after every other busy connection's: a closed-loop client
+            // whose window is a little over the budget (16 x 16 KiB frames = 262,272 bytes
+            // against 4 x 64 KiB) saw one message in 16 take two turns instead of one (p99 twice
+            // p50; docs/fairness.md). One more recv per used-up budget, no more writes.
+            let staged = sh.out.len() + self.in_len as usize;
+            let room = sh.write_buffer().saturating_sub(self.pending_out() + OUT_SLACK + staged);
+            let rest = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+            // (and the staging buffer keeps its capacity: no allocation)
+            let cap = sh.out.capacity().saturating_sub(staged + OUT_SLACK);
+            if rest <= room.min(sh.read_buffer).min(cap) {
+                match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + rest])) {
+                    Io::Done(m) => {
+                        sh.metrics.bytes_in += m as u64;
+                        self.decode(sh, PAD, PAD + m);
+                        full = m == rest;
+                    }
+                    Io::Blocked => full = false,
+                    Io::Retry => {}
+                    Io::End => end = Some(false),
+                    Io::Failed => end = Some(true),
+                }
+            }
+        }
         match self.flush_staged(sh) {
-            Next::Keep if n == budget && self.phase == Phase::Open => Step::More,
+            Next::Keep if end == Some(true) => Step::Done(Next::Close),
+            Next::Keep if end == Some(false) => Step::Done(self.on_eof(sh)),
+            Next::Keep if full && self.phase == Phase::Open => Step::More,
             Next::Keep if self.phase == Phase::Open && !self.flags.has(Flags::HUP) => Step::Done(Next::Keep), // short read: drained
             Next::Keep => Step::More, // closing: go on reading (to discard) until WouldBlock
             other => Step::Done(other),
