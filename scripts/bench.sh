@@ -6,7 +6,8 @@
 #   SCENARIO    numbers 1-9 (default: all)
 #     1  100 connections x 20 B          (1 in flight per connection, then 16 pipelined)
 #     2  10 connections x 1 KiB          (1 in flight, then 16)
-#     3  200 connections x 16 KiB        (1 in flight, then 16)
+#     3  200 connections x 16 KiB        (1 in flight, then 4, then 16), then 100 connections x
+#        64 KiB (4 in flight): deep backlogs, fair service (issue 15, docs/fairness.md)
 #     4  10,000 idle connections: server RSS per connection
 #     5  18,000 connections open, 1,000 active: throughput
 #     6  16 MiB messages, one at a time: server peak RSS growth (VmHWM)
@@ -22,7 +23,9 @@
 # server's utime+stime (/proc/PID/stat) sampled when wsbench prints MEASURE_START and
 # MEASURE_END, divided by the messages echoed in between (so ramp-up and closing are not
 # counted). Server RSS is VmRSS (/proc/PID/status), summed over server processes, sampled at
-# MEASURE_END (idle: at ALL_UPGRADED). Environment: WSBENCH_PORT (first port to try, default
+# MEASURE_END (idle: at ALL_UPGRADED). wsbench's frame fidelity check is on (every echoed frame
+# must have the sent frame's FIN, opcode and length); "errors" = echo mismatches + fidelity
+# errors, 0 expected (any fails wsbench's run and shows its exit status). Environment: WSBENCH_PORT (first port to try, default
 # 19001), CARGO_TARGET_DIR (as for cargo). Every run is bounded (timeout), servers are killed on
 # exit. Note: on a 2-vCPU VM, the cross-CPU pinning adds wake-up latency to the 1-in-flight runs.
 set -u -o pipefail
@@ -147,10 +150,12 @@ run() {
             fi ;;
         hwm) note="$note $(awk -v a="$hwm1" -v b="$hwm0" 'BEGIN {printf "peak RSS growth %.1f MiB (VmHWM)", (a - b) / 1024}')" ;;
     esac
-    local mism lost
-    mism=$(jnum "$json" echo_mismatches); lost=$(jnum "$json" lost_connections)
-    [ "$rc" != 0 ] && note="$note [exit $rc: mismatches ${mism:-?}, lost ${lost:-?}]"
-    ROWS+=("$(printf '%-22s %12s %10s %10s %10s %14s %10s  %s' "$name" "${mps:--}" "${mbs:--}" "${p50:--}" "${p99:--}" "$cpu" "$rss" "$note")")
+    local mism fid lost p999 errs="-"
+    mism=$(jnum "$json" echo_mismatches); fid=$(jnum "$json" fidelity_errors); lost=$(jnum "$json" lost_connections)
+    p999=$(fmt "$(jlat "$json" latency_us p99_9)" %.1f)
+    [ -z "$mism$fid" ] || errs=$((${mism:-0} + ${fid:-0}))
+    [ "$rc" != 0 ] && note="$note [exit $rc: mismatches ${mism:-?}, fidelity errors ${fid:-?}, lost ${lost:-?}]"
+    ROWS+=("$(printf '%-22s %12s %10s %10s %10s %10s %6s %14s %10s  %s' "$name" "${mps:--}" "${mbs:--}" "${p50:--}" "${p99:--}" "${p999:--}" "$errs" "$cpu" "$rss" "$note")")
 }
 
 has_reuse_port() { "$WSECHO" --help 2>&1 | grep -q -- '--reuse-port'; }
@@ -160,11 +165,18 @@ for s in "${SCENARIOS[@]}"; do
     case "$s" in
         1|2|3)
             case "$s" in 1) c=100; sz=20 ;; 2) c=10; sz=1KiB ;; 3) c=200; sz=16KiB ;; esac
-            for k in 1 16; do
+            ks=(1 16)
+            [ "$s" = 3 ] && ks=(1 4 16)
+            for k in "${ks[@]}"; do
                 start_servers 1 || exit 1
                 run "$s ${c}x${sz} k=$k" plain -c "$c" -s "$sz" -k "$k" "${D[@]}"
                 stop_servers
-            done ;;
+            done
+            if [ "$s" = 3 ]; then
+                start_servers 1 || exit 1
+                run "3 100x64KiB k=4" plain -c 100 -s 64KiB -k 4 "${D[@]}"
+                stop_servers
+            fi ;;
         4)
             start_servers 1 || exit 1
             run "4 10000 idle" perconn -m idle -c 10000 -d "$DUR"
@@ -215,7 +227,7 @@ done
 
 echo
 echo "== summary ($( [ "$QUICK" = 1 ] && echo quick: ) ${DUR} s measured per run; latency in us; server CPU in us per message; server RSS in MiB)"
-printf '%-22s %12s %10s %10s %10s %14s %10s  %s\n' scenario msg/s MB/s p50 p99 "srv-CPU/msg" "srv-RSS" notes
+printf '%-22s %12s %10s %10s %10s %10s %6s %14s %10s  %s\n' scenario msg/s MB/s p50 p99 p99.9 errors "srv-CPU/msg" "srv-RSS" notes
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "* server CPU from fewer than 20 clock ticks (1 tick = $((1000 / HZ)) ms): coarse"
 echo "Latency in echo mode (1 or 16 in flight per connection, closed loop) includes queueing: with"

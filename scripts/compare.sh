@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side comparison: wsecho against two echo servers built from published crates
-# (benches/peers: peer-tungstenite on tokio-tungstenite, peer-fastwebsockets on fastwebsockets),
-# all three on one thread, measured with wsbench.
+# (benches/peers: peer-tungstenite on tokio-tungstenite, peer-fastwebsockets on fastwebsockets)
+# and, when UWS_SRC names a uWebSockets checkout, a uWebSockets echo server (peer-uws, built by
+# scripts/peers/uws.sh), all on one thread, measured with wsbench (frame fidelity check on).
 #
 #   scripts/compare.sh [OPTIONS] [SCENARIO...]
 #   scripts/compare.sh            # 5 s measured per run: ~2 minutes after the builds
@@ -11,17 +12,37 @@
 # Scenarios (numbered as in scripts/bench.sh; default: all):
 #   1  100 connections x 20 B      (1 in flight per connection, then 16 pipelined)
 #   2  10 connections x 1 KiB      (1 in flight, then 16)
-#   3  200 connections x 16 KiB    (1 in flight, then 16)
+#   3  200 connections x 16 KiB    (1 in flight, then 4, then 16), then
+#      100 connections x 64 KiB    (4 in flight): deep backlogs (issue 15, docs/fairness.md)
 #   4  10,000 idle connections: server RSS per connection
 #
 # Options:
 #   --quick            shorter runs (2 s measured, 0.5 s warm-up, 1 s idle hold)
 #   --no-build         use the binaries already built
-#   --servers LIST     comma-separated subset of: wsecho,peer-tungstenite,peer-fastwebsockets
+#   --servers LIST     comma-separated subset of: wsecho,peer-tungstenite,peer-fastwebsockets,
+#                      peer-uws [default: all; peer-uws only when UWS_SRC is set]
+#   --baseline BIN     also run another wsecho binary (e.g. built from an older commit) as server
+#                      "wsecho-baseline", on 127.0.0.1:P+5: a before/after in one interleaved run;
+#                      not a peer (ratios stay wsecho / best peer)
+#   --load-test        also run uWebSockets' own load generator (benchmarks/load_test.c, needs
+#                      UWS_SRC) on scenario 3's rows against every server: its msg/s and server CPU
+#                      per message, and whether it saw more bytes than it sent (an echo that is not
+#                      frame for frame; load_test checks echoes by counting bytes). One message in
+#                      flight is load_test as it is; K in flight is benches/peers/uws's wrapper that
+#                      sends K of its frames per write. ~15 s per row and server.
 #   --idle-conns N     connections for the idle-memory scenario [default: 10000]
 #   --retries N        run a row again when other processes took >= 15% of a pinned CPU during
 #                      it, at most N more times, and keep the quietest run [default: 2]
-#   --port-base P      servers listen on 127.0.0.1:P+1, P+2, P+3 [default: 9410]
+#   --rounds N         run each echo scenario N times, the servers interleaved (A B C A B C ...),
+#                      and show the median of each figure over the rounds that succeeded;
+#                      --retries is not used then [default: 1]
+#   --nice N           run at scheduling priority N (e.g. -10; negative needs root): with the
+#                      kernel's autogroup scheduling (sched_autogroup_enabled=1) every busy session
+#                      gets an equal share of a CPU, so on a shared machine the pinned server and
+#                      wsbench may get a fraction of theirs whatever their own nice; N is set on
+#                      this script's autogroup (/proc/self/autogroup) and restored at exit, or
+#                      with renice when autogroups are off
+#   --port-base P      servers listen on 127.0.0.1:P+1 .. P+5 [default: 9410]
 #   --out DIR          where logs, wsbench JSON and the table go
 #                      [default: <target dir>/compare/<UTC timestamp>]
 #
@@ -29,8 +50,11 @@
 # (`taskset -c 0`), run wsbench pinned to CPU 1 (`taskset -c 1`), and stop the server (a trap stops
 # anything still running on exit, Ctrl-C included).
 #   echo scenarios   100 conns x 20 B, 10 conns x 1 KiB, 200 conns x 16 KiB; each with 1 message
-#                    in flight per connection and with 16 pipelined. wsbench gives msg/s and
-#                    p50/p99 round-trip latency over its measured window; server CPU per message
+#                    in flight per connection and with 16 pipelined (16 KiB also with 4), and 100
+#                    conns x 64 KiB with 4. wsbench gives msg/s and p50/p99/p99.9 round-trip
+#                    latency over its measured window, and checks every echo byte for byte and
+#                    every echoed frame for FIN, opcode and length ("errors": echo mismatches +
+#                    fidelity errors, 0 expected; any fails the row); server CPU per message
 #                    is the server's utime+stime (/proc/PID/stat) sampled when wsbench prints
 #                    MEASURE_START and MEASURE_END, divided by the messages echoed in between (as
 #                    scripts/bench.sh does). The server's and wsbench's CPU use (% of one core) in
@@ -40,7 +64,12 @@
 #                    connection = (VmRSS after ALL_UPGRADED - VmRSS before) / N.
 # Ratios are wsecho / best peer: msg/s against the peer with the most msg/s (higher is better);
 # latency, CPU per message and memory against the peer with the least (lower is better).
-# Targets checked: pipelined msg/s >= 1.5x, one-in-flight msg/s >= 1.0x, idle memory <= 1/25.
+# Targets checked: pipelined msg/s >= 1.5x, one-in-flight msg/s >= 1.0x, idle memory <= 1/25,
+# and for the deep-backlog rows (16 KiB or more, 4 or more in flight) p99 <= 1.0x the best peer's.
+#
+# Environment: UWS_SRC (uWebSockets checkout with uSockets in its uSockets/ folder; USOCKETS_SRC
+# overrides that; see scripts/peers/uws.sh). Without it the peer-uws rows and --load-test are
+# skipped, with one line saying so.
 #
 # Keep the scenario list in step with scripts/bench.sh.
 set -uo pipefail
@@ -59,6 +88,11 @@ PORT_BASE=9410
 OUT=""
 PICK=()
 RETRIES=2
+LOAD_TEST=0
+SERVERS_GIVEN=0
+ROUNDS=1
+NICE=""
+BASELINE=""
 
 die() { echo "compare: $*" >&2; exit 2; }
 
@@ -66,8 +100,15 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
-        --servers) SERVERS=${2:?--servers needs a list}; shift ;;
-        --servers=*) SERVERS=${1#*=} ;;
+        --servers) SERVERS=${2:?--servers needs a list} SERVERS_GIVEN=1; shift ;;
+        --servers=*) SERVERS=${1#*=} SERVERS_GIVEN=1 ;;
+        --load-test) LOAD_TEST=1 ;;
+        --baseline) BASELINE=${2:?--baseline needs a wsecho binary}; shift ;;
+        --baseline=*) BASELINE=${1#*=} ;;
+        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+        --rounds=*) ROUNDS=${1#*=} ;;
+        --nice) NICE=${2:?--nice needs a number}; shift ;;
+        --nice=*) NICE=${1#*=} ;;
         --idle-conns) IDLE_N=${2:?--idle-conns needs a number}; shift ;;
         --idle-conns=*) IDLE_N=${1#*=} ;;
         --port-base) PORT_BASE=${2:?--port-base needs a port}; shift ;;
@@ -100,7 +141,9 @@ ALL_SCENARIOS=(
     "2 10 1024 1 10c x 1 KiB, 1 in flight"
     "2 10 1024 16 10c x 1 KiB, 16 pipelined"
     "3 200 16384 1 200c x 16 KiB, 1 in flight"
+    "3 200 16384 4 200c x 16 KiB, 4 pipelined"
     "3 200 16384 16 200c x 16 KiB, 16 pipelined"
+    "3 100 65536 4 100c x 64 KiB, 4 pipelined"
 )
 [ ${#PICK[@]} -gt 0 ] || PICK=(1 2 3 4)
 SCENARIOS=()
@@ -109,14 +152,32 @@ for sc in "${ALL_SCENARIOS[@]}"; do
 done
 RUN_IDLE=0
 case " ${PICK[*]} " in *" 4 "*) RUN_IDLE=1 ;; esac
-ALL_SERVERS=(wsecho peer-tungstenite peer-fastwebsockets)
+ALL_SERVERS=(wsecho peer-tungstenite peer-fastwebsockets peer-uws wsecho-baseline)
+# peer-uws: built from the uWebSockets checkout the user names (UWS_SRC), never fetched.
+UWS_SKIP=""
+if [ -z "${UWS_SRC:-}" ]; then
+    UWS_SKIP="peer-uws (uWebSockets) skipped: UWS_SRC is not set (a uWebSockets checkout with uSockets in its uSockets/ folder; see scripts/peers/uws.sh)"
+    [ "$LOAD_TEST" = 0 ] || die "--load-test needs UWS_SRC (uWebSockets' benchmarks/load_test.c is built from it)"
+elif [ "$SERVERS_GIVEN" = 0 ]; then
+    SERVERS="$SERVERS,peer-uws"
+fi
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || die "--baseline: '$BASELINE' is not an executable"
+    BASELINE=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
+    case ",$SERVERS," in *,wsecho-baseline,*) ;; *) SERVERS="wsecho-baseline,$SERVERS" ;; esac
+fi
 
 IFS=, read -r -a RUN_SERVERS <<<"$SERVERS"
 for s in "${RUN_SERVERS[@]}"; do
-    case " ${ALL_SERVERS[*]} " in *" $s "*) ;; *) die "unknown server '$s' (wsecho, peer-tungstenite, peer-fastwebsockets)" ;; esac
+    case " ${ALL_SERVERS[*]} " in *" $s "*) ;; *) die "unknown server '$s' (wsecho, peer-tungstenite, peer-fastwebsockets, peer-uws)" ;; esac
+    [ "$s" != peer-uws ] || [ -n "${UWS_SRC:-}" ] || die "peer-uws needs UWS_SRC (see scripts/peers/uws.sh)"
+    [ "$s" != wsecho-baseline ] || [ -n "$BASELINE" ] || die "wsecho-baseline needs --baseline BIN"
 done
+[ -z "$UWS_SKIP" ] || echo "compare: $UWS_SKIP" >&2
 case "$IDLE_N" in '' | *[!0-9]*) die "--idle-conns: '$IDLE_N' is not a number" ;; esac
 case "$RETRIES" in '' | *[!0-9]*) die "--retries: '$RETRIES' is not a number" ;; esac
+case "$ROUNDS" in '' | 0 | *[!0-9]*) die "--rounds: '$ROUNDS' is not a positive number" ;; esac
+case "$NICE" in '' | -[0-9] | -1[0-9] | -20 | [0-9] | 1[0-9]) ;; *) die "--nice: '$NICE' is not a priority (-20..19)" ;; esac
 case "$PORT_BASE" in '' | *[!0-9]*) die "--port-base: '$PORT_BASE' is not a number" ;; esac
 
 for tool in taskset awk cargo git; do
@@ -139,21 +200,32 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release --manifest-path "$PEERS_DIR/Cargo.toml" --target-dir "$PEERS_TARGET" \
         || die "cargo build of benches/peers failed"
 fi
+UWS_DIR="$TARGET_DIR/uws"
+if [ -n "${UWS_SRC:-}" ]; then
+    # Builds only what is out of date (also with --no-build: it checks the sources' times).
+    UWS_DIR=$(bash "$ROOT/scripts/peers/uws.sh" --out "$UWS_DIR" --print-dir) || die "scripts/peers/uws.sh failed (UWS_SRC=$UWS_SRC)"
+fi
 WSECHO="$TARGET_DIR/release/wsecho"
 WSBENCH="$TARGET_DIR/release/wsbench"
 declare -A BIN=(
     [wsecho]="$WSECHO"
     [peer-tungstenite]="$PEERS_TARGET/release/peer-tungstenite"
     [peer-fastwebsockets]="$PEERS_TARGET/release/peer-fastwebsockets"
+    [peer-uws]="$UWS_DIR/uws-echo"
+    [wsecho-baseline]="$BASELINE"
 )
 declare -A PORT=(
     [wsecho]=$((PORT_BASE + 1))
     [peer-tungstenite]=$((PORT_BASE + 2))
     [peer-fastwebsockets]=$((PORT_BASE + 3))
+    [peer-uws]=$((PORT_BASE + 4))
+    [wsecho-baseline]=$((PORT_BASE + 5))
 )
-for b in "$WSBENCH" "${BIN[@]}"; do
-    [ -x "$b" ] || die "missing $b (run without --no-build)"
+for s in "${RUN_SERVERS[@]}"; do
+    [ -x "${BIN[$s]}" ] || die "missing ${BIN[$s]} (run without --no-build)"
 done
+[ -x "$WSBENCH" ] || die "missing $WSBENCH (run without --no-build)"
+LOAD_TEST_BIN="$UWS_DIR/load_test" LOAD_TEST_K_BIN="$UWS_DIR/load_test_pipelined"
 
 [ -n "$OUT" ] || OUT="$TARGET_DIR/compare/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT" || die "cannot create $OUT"
@@ -168,6 +240,24 @@ cleanup() {
     BENCH_PID="" SERVER_PID=""
 }
 on_exit cleanup
+
+# --nice: on this script's autogroup (restored by an EXIT trap of its own), else on the script.
+AUTOGROUP_WAS=""
+restore_autogroup() { [ -z "$AUTOGROUP_WAS" ] || echo "$AUTOGROUP_WAS" >/proc/self/autogroup 2>/dev/null || true; }
+if [ -n "$NICE" ]; then
+    if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ] && [ -w /proc/self/autogroup ]; then
+        AUTOGROUP_WAS=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\)$/\1/p' /proc/self/autogroup)
+        if echo "$NICE" >/proc/self/autogroup 2>/dev/null; then
+            trap 'restore_autogroup; cleanup' EXIT
+            echo "compare: autogroup $(cat /proc/self/autogroup) (was nice $AUTOGROUP_WAS)" >&2
+        else
+            AUTOGROUP_WAS=""
+            echo "compare: warning: cannot set the autogroup's nice to $NICE (not root?); going on without" >&2
+        fi
+    else
+        renice -n "$NICE" -p $$ >/dev/null 2>&1 || echo "compare: warning: renice $NICE failed; going on without" >&2
+    fi
+fi
 
 # The sampling below runs while the servers are measured, so it sticks to builtins (no fork).
 # now_ns VAR: wall-clock nanoseconds into VAR.
@@ -327,7 +417,7 @@ failure() {
     [ -f "$json" ] || why="${why:+$why; }no result"
     if [ "$rc" != 0 ]; then
         why="${why:+$why; }wsbench exit $rc"
-        [ -f "$json" ] && why="$why (lost $(jnum "$json" lost_connections), mismatches $(jnum "$json" echo_mismatches), connect failures $(jnum "$json" connect_failures), handshake failures $(jnum "$json" handshake_failures))"
+        [ -f "$json" ] && why="$why (lost $(jnum "$json" lost_connections), mismatches $(jnum "$json" echo_mismatches), fidelity errors $(jnum "$json" fidelity_errors), connect failures $(jnum "$json" connect_failures), handshake failures $(jnum "$json" handshake_failures))"
     fi
     echo "$why"
 }
@@ -335,7 +425,7 @@ failure() {
 # ---------------------------------------------------------------- scenarios
 # Results: R[scenario,server,field]
 declare -A R
-FIELDS=(rate p50 p99 cpu srvpct clipct other status)
+FIELDS=(rate p50 p99 p999 errors cpu srvpct clipct other status)
 TRY=1
 
 run_echo() {
@@ -358,6 +448,10 @@ run_echo() {
     R[$sc,$name,rate]=$(jnum "$json" msgs_per_sec)
     R[$sc,$name,p50]=$(jlat "$json" latency_us p50)
     R[$sc,$name,p99]=$(jlat "$json" latency_us p99)
+    R[$sc,$name,p999]=$(jlat "$json" latency_us p99_9)
+    local mism fid
+    mism=$(jnum "$json" echo_mismatches) fid=$(jnum "$json" fidelity_errors)
+    [ -z "$mism$fid" ] || R[$sc,$name,errors]=$((${mism:-0} + ${fid:-0}))
     if [ -n "$C0" ] && [ -n "$C1" ] && [ -n "$MSG0" ] && [ -n "$MSG1" ] && [ "$MSG1" -gt "$MSG0" ]; then
         local dt=$((T1 - T0))
         R[$sc,$name,cpu]=$(awk -v c="$((C1 - C0))" -v hz="$CLK_TCK" -v m="$((MSG1 - MSG0))" \
@@ -423,6 +517,103 @@ run_idle() {
     printf 'compare: %-26s %-20s %12s B/conn %s\n' "idle $IDLE_N conns" "$name" "${R[$sc,$name,perconn]:--}" "${R[$sc,$name,status]}" >&2
 }
 
+# run_load_test SC NAME CONNS SIZE K: uWebSockets' load_test against a fresh server for LT_SECS (K > 1:
+# the wrapper that sends K frames per write). It prints "Msg/sec: X" every 4 s, X counting rounds
+# of K messages; the first report (with the ramp-up) is dropped, server CPU is sampled at the
+# second and the last. It exits at once, printing "ERROR: outstanding bytes negative!", when more
+# bytes come back than it sent (an echo that is not frame for frame carries extra headers).
+# Sets L[SC,NAME,rate|cpu|status].
+declare -A L
+run_load_test() {
+    local sc=$1 name=$2 conns=$3 size=$4 k=$5
+    local base="$OUT/$sc.$name.load_test" port=${PORT[$2]} bin=$LOAD_TEST_BIN
+    [ "$k" = 1 ] || bin=$LOAD_TEST_K_BIN
+    L[$sc,$name,status]="FAIL"
+    start_server "$name" "$base.server.log" || { L[$sc,$name,status]="FAIL: server did not start"; return; }
+    local cmd=(env LOAD_TEST_PIPELINE="$k" taskset -c 1 timeout "$LT_SECS" stdbuf -oL "$bin" "$conns" 127.0.0.1 "$port" 0 0 "$size")
+    echo "${cmd[*]}" >>"$OUT/commands.txt"
+    local n=0 c0="" c1="" t0="" t1="" msgs=0 line err="" zero=0
+    : >"$base.out"
+    while IFS= read -r line; do
+        echo "$line" >>"$base.out"
+        case "$line" in
+            Msg/sec:*)
+                n=$((n + 1))
+                awk -v r="${line#Msg/sec: }" 'BEGIN { exit !(r + 0 == 0) }' && zero=$((zero + 1))
+                if [ "$n" = 2 ]; then
+                    cpu_ticks c0 "$SERVER_PID"; now_ns t0
+                elif [ "$n" -gt 2 ]; then
+                    cpu_ticks c1 "$SERVER_PID"; now_ns t1
+                    msgs=$(awk -v m="$msgs" -v r="${line#Msg/sec: }" -v k="$k" 'BEGIN { printf "%.0f", m + r * 4 * k }')
+                fi
+                ;;
+            ERROR*) err=$line ;;
+        esac
+    done < <("${cmd[@]}" 2>&1)
+    local alive=1
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+    stop_server
+    echo "$sc $name load_test k=$k reports=$n msgs=$msgs server_ticks=${c0:-?}..${c1:-?} window_ns=$((${t1:-0} - ${t0:-0})) ${err}" >>"$OUT/samples.txt"
+    if [ -n "$c1" ] && [ "$msgs" -gt 0 ]; then
+        L[$sc,$name,rate]=$(awk -v m="$msgs" -v t="$((t1 - t0))" 'BEGIN { printf "%.0f", m / (t / 1e9) }')
+        L[$sc,$name,cpu]=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v m="$msgs" 'BEGIN { printf "%.3f", c / hz * 1e6 / m }')
+    fi
+    if [ -n "$err" ]; then
+        L[$sc,$name,status]="FAIL: load_test: $err (more bytes came back than were sent)"
+    elif [ "$alive" = 0 ]; then
+        L[$sc,$name,status]="FAIL: server died"
+    elif [ "$n" -lt 3 ]; then
+        L[$sc,$name,status]="FAIL: $n Msg/sec reports in ${LT_SECS} s"
+    elif [ "$zero" -ge $((n - 1)) ]; then
+        L[$sc,$name,status]="FAIL: no echoes completed (0 msg/s: fewer bytes came back than were sent)"
+    else
+        L[$sc,$name,status]="ok"
+    fi
+    printf 'compare: %-26s %-20s %12s msg/s  %s (load_test)\n' "${SCEN_LABEL[$sc]}" "$name" "${L[$sc,$name,rate]:--}" "${L[$sc,$name,status]}" >&2
+}
+
+# median VALUE...: the median of the numbers given (empty when none).
+median() {
+    [ $# -gt 0 ] || return 0
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# run_rounds SC CONNS SIZE K: --rounds: ROUNDS rounds of every server in turn (interleaved, so
+# that a noisy stretch hits all of them), then each figure is the median over the rounds that
+# succeeded; a server that failed a round says so in its status.
+run_rounds() {
+    local sc=$1 conns=$2 size=$3 k=$4 r name f
+    declare -A RR=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for name in "${RUN_SERVERS[@]}"; do
+            TRY=$r
+            run_echo "$sc" "$name" "$conns" "$size" "$k"
+            for f in "${FIELDS[@]}"; do RR[$name,$r,$f]=${R[$sc,$name,$f]:-}; done
+        done
+    done
+    for name in "${RUN_SERVERS[@]}"; do
+        local ok=0 fails="" noisy=0
+        for ((r = 1; r <= ROUNDS; r++)); do
+            if [[ "${RR[$name,$r,status]}" == ok* ]]; then ok=$((ok + 1)); else fails="${fails:+$fails; }round $r: ${RR[$name,$r,status]}"; fi
+            [[ "${RR[$name,$r,status]}" != *noisy* ]] || noisy=$((noisy + 1))
+        done
+        for f in "${FIELDS[@]}"; do
+            [ "$f" = status ] && continue
+            local vals=()
+            for ((r = 1; r <= ROUNDS; r++)); do
+                [[ "${RR[$name,$r,status]}" == ok* ]] && [ -n "${RR[$name,$r,$f]}" ] && vals+=("${RR[$name,$r,$f]}")
+            done
+            R[$sc,$name,$f]=$(median "${vals[@]}")
+        done
+        if [ "$ok" = 0 ]; then
+            R[$sc,$name,status]="FAIL: $fails"
+        else
+            R[$sc,$name,status]="ok (median of $ok of $ROUNDS rounds$([ "$noisy" = 0 ] || echo ", $noisy noisy"))"
+            [ -z "$fails" ] || R[$sc,$name,status]="${R[$sc,$name,status]}; $fails"
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- header
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock benches/peers 2>/dev/null)" ]; then
@@ -438,8 +629,16 @@ load1=$(cut -d' ' -f1 /proc/loadavg)
     echo "  binaries    $("$WSECHO" --version), $("$WSBENCH" --version), $(rustc -V 2>/dev/null); $built"
     echo "              in $TARGET_DIR/release and $PEERS_TARGET/release"
     echo "  peers       tokio-tungstenite $(lockver tokio-tungstenite) (tungstenite $(lockver tungstenite)), fastwebsockets $(lockver fastwebsockets) (hyper $(lockver hyper)), tokio $(lockver tokio)"
+    if [ -n "${UWS_SRC:-}" ]; then
+        echo "              peer-uws: $(cat "$UWS_DIR/VERSION" 2>/dev/null) from UWS_SRC=$UWS_SRC (benches/peers/uws/echo.cpp)"
+    else
+        echo "              $UWS_SKIP"
+    fi
     echo "  machine     $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r), load average before start $load1"
     echo "  setup       server on CPU 0 (taskset -c 0), wsbench on CPU 1 (taskset -c 1), loopback, fresh server per row"
+    [ "$ROUNDS" = 1 ] || echo "              $ROUNDS rounds per scenario, servers interleaved; figures are medians over the rounds"
+    [ -z "$BASELINE" ] || echo "  baseline    wsecho-baseline = $BASELINE ($("$BASELINE" --version 2>/dev/null), built $(date -u -r "$BASELINE" '+%Y-%m-%d %H:%M UTC'))"
+    [ -z "$NICE" ] || echo "              --nice $NICE ($(if [ -n "$AUTOGROUP_WAS" ]; then echo "on this script's autogroup"; else echo "renice"; fi))"
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.7) }'; then
@@ -449,11 +648,15 @@ fi
 : >"$OUT/samples.txt"
 
 # ---------------------------------------------------------------- run
-declare -A SCEN_LABEL SCEN_K
+declare -A SCEN_LABEL SCEN_K SCEN_SIZE
 for i in "${!SCENARIOS[@]}"; do
     read -r conns size k label <<<"${SCENARIOS[$i]}"
     sc="s$((i + 1))"
-    SCEN_LABEL[$sc]=$label SCEN_K[$sc]=$k
+    SCEN_LABEL[$sc]=$label SCEN_K[$sc]=$k SCEN_SIZE[$sc]=$size
+    if [ "$ROUNDS" -gt 1 ]; then
+        run_rounds "$sc" "$conns" "$size" "$k"
+        continue
+    fi
     for name in "${RUN_SERVERS[@]}"; do
         TRY=1
         run_echo "$sc" "$name" "$conns" "$size" "$k"
@@ -477,13 +680,25 @@ if [ "$RUN_IDLE" = 1 ]; then
         run_idle "$name"
     done
 fi
+LT_SCS=()
+if [ "$LOAD_TEST" = 1 ]; then
+    if [ "$QUICK" = 1 ]; then LT_SECS=14; else LT_SECS=22; fi
+    for i in "${!SCENARIOS[@]}"; do
+        read -r conns size k label <<<"${SCENARIOS[$i]}"
+        [ "$size" -ge 16384 ] || continue
+        LT_SCS+=("s$((i + 1))")
+        for name in "${RUN_SERVERS[@]}"; do
+            run_load_test "s$((i + 1))" "$name" "$conns" "$size" "$k"
+        done
+    done
+fi
 
 # ---------------------------------------------------------------- table
 # best_peer SC FIELD max|min: prints "value name" of the best peer with a result, or nothing.
 best_peer() {
     local sc=$1 f=$2 how=$3 best="" bname="" v name
     for name in "${RUN_SERVERS[@]}"; do
-        [ "$name" = wsecho ] && continue
+        case "$name" in wsecho | wsecho-baseline) continue ;; esac
         [[ "${R[$sc,$name,status]:-}" == ok* ]] || continue
         v=${R[$sc,$name,$f]:-}
         [ -n "$v" ] || continue
@@ -499,8 +714,8 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
 {
     cat "$OUT/header.txt"
     echo
-    printf '%-34s %-22s %11s %9s %9s %11s %8s %8s  %s\n' \
-        "scenario" "server" "msg/s" "p50 us" "p99 us" "CPU us/msg" "srv CPU" "wsbench" "status"
+    printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s\n' \
+        "scenario" "server" "msg/s" "p50 us" "p99 us" "p99.9 us" "errors" "CPU us/msg" "srv CPU" "wsbench" "status"
     for i in "${!SCENARIOS[@]}"; do
         sc="s$((i + 1))"
         first=1
@@ -508,28 +723,38 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
             label=""
             [ "$first" = 1 ] && label=${SCEN_LABEL[$sc]}
             first=0
-            printf '%-34s %-22s %11s %9s %9s %11s %8s %8s  %s\n' "$label" "$name" \
+            printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s\n' "$label" "$name" \
                 "$(fmt "${R[$sc,$name,rate]:-}" %.0f)" \
-                "$(fmt "${R[$sc,$name,p50]:-}" %.1f)" "$(fmt "${R[$sc,$name,p99]:-}" %.1f)" "$(fmt "${R[$sc,$name,cpu]:-}" %.2f)" \
+                "$(fmt "${R[$sc,$name,p50]:-}" %.1f)" "$(fmt "${R[$sc,$name,p99]:-}" %.1f)" "$(fmt "${R[$sc,$name,p999]:-}" %.1f)" \
+                "${R[$sc,$name,errors]:--}" "$(fmt "${R[$sc,$name,cpu]:-}" %.2f)" \
                 "${R[$sc,$name,srvpct]:+${R[$sc,$name,srvpct]}%}" "${R[$sc,$name,clipct]:+${R[$sc,$name,clipct]}%}" \
                 "${R[$sc,$name,status]:-not run}"
         done
         bp_rate=$(best_peer "$sc" rate max)
         if [ -n "$bp_rate" ] && [[ " ${RUN_SERVERS[*]} " == *" wsecho "* ]]; then
             bp_p50=$(best_peer "$sc" p50 min) bp_p99=$(best_peer "$sc" p99 min) bp_cpu=$(best_peer "$sc" cpu min)
+            bp_p999=$(best_peer "$sc" p999 min)
             if wsecho_ok "$sc"; then
                 r_rate=$(ratio "${R[$sc,wsecho,rate]:-}" "${bp_rate%% *}")
                 r_p50=$(ratio "${R[$sc,wsecho,p50]:-}" "${bp_p50%% *}")
                 r_p99=$(ratio "${R[$sc,wsecho,p99]:-}" "${bp_p99%% *}")
+                r_p999=$(ratio "${R[$sc,wsecho,p999]:-}" "${bp_p999%% *}")
                 r_cpu=$(ratio "${R[$sc,wsecho,cpu]:-}" "${bp_cpu%% *}")
             else
-                r_rate="-" r_p50="-" r_p99="-" r_cpu="-"
+                r_rate="-" r_p50="-" r_p99="-" r_p999="-" r_cpu="-"
             fi
             if [ "${SCEN_K[$sc]}" -gt 1 ]; then target=1.5; else target=1.0; fi
             verdict="NOT MET"
             awk -v r="${r_rate%x}" -v t="$target" 'BEGIN { exit !(r != "-" && r + 0 >= t) }' && verdict="MET"
-            printf '%-34s %-22s %11s %9s %9s %11s %8s %8s  %s\n' "" "wsecho/best peer" "$r_rate" "$r_p50" "$r_p99" "$r_cpu" "" "" \
-                "msg/s target >= ${target}x: $verdict (best peer by msg/s: ${bp_rate#* })"
+            note="msg/s target >= ${target}x: $verdict (best peer by msg/s: ${bp_rate#* })"
+            # Deep backlogs (issue 15): large messages, several in flight: p99 no worse than the best peer's.
+            if [ "${SCEN_K[$sc]}" -ge 4 ] && [ "${SCEN_SIZE[$sc]}" -ge 16384 ]; then
+                verdict="NOT MET"
+                awk -v r="${r_p99%x}" 'BEGIN { exit !(r != "-" && r + 0 <= 1.0) }' && verdict="MET"
+                note="$note; p99 target <= 1.0x: $verdict (best peer by p99: ${bp_p99#* })"
+            fi
+            printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s\n' "" "wsecho/best peer" "$r_rate" "$r_p50" "$r_p99" "$r_p999" "" "$r_cpu" "" "" \
+                "$note"
         fi
     done
     if [ "$RUN_IDLE" = 1 ]; then
@@ -555,7 +780,24 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
             "target <= 1/25 (0.04x): $verdict (best peer: ${bp_mem#* })"
     fi
     fi
+    if [ ${#LT_SCS[@]} -gt 0 ]; then
+        echo
+        echo "uWebSockets' load_test (benchmarks/load_test.c; k > 1: benches/peers/uws's K-per-write wrapper):"
+        printf '%-34s %-22s %11s %11s  %s\n' "load_test" "server" "msg/s" "CPU us/msg" "status"
+        for sc in "${LT_SCS[@]}"; do
+            first=1
+            for name in "${RUN_SERVERS[@]}"; do
+                label=""
+                [ "$first" = 1 ] && label=${SCEN_LABEL[$sc]}
+                first=0
+                printf '%-34s %-22s %11s %11s  %s\n' "$label" "$name" "$(fmt "${L[$sc,$name,rate]:-}" %.0f)" \
+                    "$(fmt "${L[$sc,$name,cpu]:-}" %.2f)" "${L[$sc,$name,status]:-not run}"
+            done
+        done
+    fi
     echo
+    echo "errors: wsbench's echo mismatches + frame fidelity errors (each echoed frame must have the sent"
+    echo "frame's FIN, opcode and length); any error fails the row."
     echo "msg/s and latency from wsbench's measured window (round trip per message, us); CPU us/msg = server"
     echo "utime+stime / messages; srv CPU / wsbench = % of one core each used in that window. Ratios:"
     echo "msg/s vs the peer with the most, latency/CPU/memory vs the peer with the least (lower is better)."
