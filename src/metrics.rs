@@ -88,11 +88,6 @@ impl Metrics {
         }
     }
 
-    /// Timeouts of `kind` so far.
-    pub fn timeouts_of(&self, kind: TimerKind) -> u64 {
-        kind.index().map_or(0, |i| self.timeouts[i])
-    }
-
     /// Counts a close frame sent with `code`.
     pub fn close_sent(&mut self, code: u16) {
         let i = CLOSE_CODES.iter().position(|&c| c == code).unwrap_or(CLOSE_CODES.len() - 1);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 use common::*;
@@ -51,47 +51,20 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A server frame with its RSV bits (the shared reader insists on none).
-#[derive(Debug)]
-struct RFrame {
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
-fn read_rframe(s: &mut TcpStream) -> RFrame {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).expect("a server frame");
-    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-    assert_eq!(h[0] & 0x30, 0, "RSV2/RSV3 are never set");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        l => l as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    RFrame { fin: h[0] & 0x80 != 0, rsv1: h[0] & 0x40 != 0, opcode: h[0] & 0x0f, payload }
+/// A server frame read strictly, RSV1 allowed (the shared reader, with the extension's bit).
+fn read_rframe(s: &mut TcpStream) -> Frame {
+    try_read_frame_ext(s, RSV1).expect("a server frame")
 }
 
 /// Reads one data message: (opcode, compressed, frames' payloads concatenated, frame count).
 fn read_rmessage(s: &mut TcpStream) -> (u8, bool, Vec<u8>, usize) {
     let first = read_rframe(s);
-    let (op, rsv1) = (first.opcode, first.rsv1);
+    let (op, rsv1) = (first.opcode, first.rsv == RSV1);
     let (mut data, mut n, mut fin) = (first.payload, 1, first.fin);
     while !fin {
         let f = read_rframe(s);
         assert_eq!(f.opcode, OP_CONT);
-        assert!(!f.rsv1, "RSV1 on a continuation");
+        assert_eq!(f.rsv, 0, "RSV1 on a continuation");
         data.extend_from_slice(&f.payload);
         n += 1;
         fin = f.fin;
@@ -217,7 +190,7 @@ fn pass_through_keeps_fragment_boundaries() {
     s.write_all(&wire).unwrap();
     for (k, p) in parts.iter().enumerate() {
         let f = read_rframe(&mut s);
-        assert_eq!((f.fin, f.rsv1, f.opcode), (k == 2, k == 0, if k == 0 { OP_BINARY } else { OP_CONT }));
+        assert_eq!((f.fin, f.rsv == RSV1, f.opcode), (k == 2, k == 0, if k == 0 { OP_BINARY } else { OP_CONT }));
         assert_bytes_eq(&f.payload, p, "fragment");
     }
 }
@@ -233,7 +206,7 @@ fn bad_compressed_input_gets_its_close_code() {
     wire.extend(rframe(true, RSV1, OP_CONT, &c[3..]));
     s.write_all(&wire).unwrap();
     let first = read_rframe(&mut s);
-    assert_eq!((first.fin, first.rsv1, first.payload.len()), (false, true, 3), "the first fragment, echoed");
+    assert_eq!((first.fin, first.rsv == RSV1, first.payload.len()), (false, true, 3), "the first fragment, echoed");
     expect_close_no_echo(&mut s, 1002);
     let (mut s, _) = upgrade(addr, Some(CHROME));
     s.write_all(&rframe(true, RSV1, OP_PING, b"p")).unwrap();

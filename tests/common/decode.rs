@@ -72,6 +72,12 @@ pub(super) fn io_hint(e: &io::Error) -> &'static str {
 /// Reads one server frame, checking the server-side framing rules. I/O errors
 /// (timeout, EOF) are returned; framing violations panic.
 pub fn try_read_frame(s: &mut impl Read) -> io::Result<Frame> {
+    try_read_frame_ext(s, 0)
+}
+
+/// [`try_read_frame`] on a connection with a negotiated extension: the RSV bits in
+/// `allowed_rsv` (e.g. `RSV1` for permessage-deflate) may be set; the others may not.
+pub fn try_read_frame_ext(s: &mut impl Read, allowed_rsv: u8) -> io::Result<Frame> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h)?;
     let fin = h[0] & 0x80 != 0;
@@ -97,7 +103,7 @@ pub fn try_read_frame(s: &mut impl Read) -> io::Result<Frame> {
         l => l as u64,
     };
     assert!(!masked, "server sent a masked frame (RFC 6455 §5.1 forbids it): header {h:02x?}");
-    assert_eq!(rsv, 0, "server frame has RSV bits set without a negotiated extension: header {h:02x?}");
+    assert_eq!(rsv & !allowed_rsv, 0, "server frame has RSV bits no negotiated extension allows: header {h:02x?}");
     assert!(
         matches!(opcode, OP_CONT | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG),
         "server frame has reserved opcode {opcode:#x}: header {h:02x?}"
