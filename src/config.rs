@@ -51,6 +51,12 @@ pub struct Config {
     /// Always inflate and deflate again instead of echoing a client's compressed bytes as they
     /// came (`--deflate-recompress`; for measuring the cost of compression). Default off.
     pub deflate_recompress: bool,
+    /// `--metrics-listen ADDR`: also serve `/metrics` and `/healthz` on this address, from this
+    /// process alone (with N `--reuse-port` processes, each on its own port). Default off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--process-label NAME`: value of the `process` label on every sample. Default: the port of
+    /// `--metrics-listen` when that is set (stable across restarts), otherwise no label.
+    pub process_label: Option<String>,
 }
 
 impl Default for Config {
@@ -71,6 +77,8 @@ impl Default for Config {
             metrics_path: Some("/metrics".to_string()),
             deflate: DeflateConfig::default(),
             deflate_recompress: false,
+            metrics_listen: None,
+            process_label: None,
         }
     }
 }
@@ -110,6 +118,10 @@ OPTIONS:
     --shutdown-timeout SECS    on SIGTERM/SIGINT wait this long for close replies [default: 10]
     --metrics-path PATH        Prometheus text on plain GET PATH [default: /metrics]
     --no-metrics               serve neither metrics nor /healthz
+    --metrics-listen ADDR      also serve this process's /metrics and /healthz on ADDR (one
+                               port per --reuse-port process) [default: off]
+    --process-label NAME       `process` label on every sample [default: the --metrics-listen
+                               port, or none]
     --deflate                  accept permessage-deflate (RFC 7692) offers [default: off]
     --deflate-context-takeover let clients keep compression context across messages (costs a
                                state per connection, see README) [default: off]
@@ -189,6 +201,12 @@ impl Config {
                     cfg.metrics_path = Some(v);
                 }
                 Long("no-metrics") => cfg.metrics_path = None,
+                Long("metrics-listen") => {
+                    let v = val(&mut p)?;
+                    let a = v.parse().map_err(|_| format!("invalid --metrics-listen address '{v}' (want IP:PORT)"))?;
+                    cfg.metrics_listen = Some(a);
+                }
+                Long("process-label") => cfg.process_label = Some(val(&mut p)?),
                 Long("deflate") => cfg.deflate.enabled = true,
                 Long("deflate-context-takeover") => cfg.deflate.context_takeover = true,
                 Long("deflate-window-bits") => {
@@ -242,6 +260,20 @@ impl Config {
                 "--deflate-context-takeover, --deflate-window-bits and --deflate-recompress need --deflate".into()
             );
         }
+        if let Some(m) = self.metrics_listen {
+            if self.metrics_path.is_none() {
+                return Err("--metrics-listen and --no-metrics contradict each other".into());
+            }
+            if m == self.listen && m.port() != 0 {
+                return Err("--metrics-listen must differ from --listen".into());
+            }
+        }
+        if let Some(l) = &self.process_label {
+            let ok = |c: char| c.is_ascii_alphanumeric() || "_.:-".contains(c);
+            if l.is_empty() || l.len() > 64 || !l.chars().all(ok) {
+                return Err(format!("--process-label takes 1-64 of A-Z a-z 0-9 _ . : - (got '{l}')"));
+            }
+        }
         Ok(())
     }
 }
@@ -284,6 +316,13 @@ mod tests {
         assert_eq!((c.ping_interval, c.idle_timeout), (Some(Duration::from_secs(20)), Some(Duration::from_secs(60))));
         assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
         assert!(run(&["--metrics-path", "metrics"]).unwrap_err().contains("--metrics-path"));
+        let c = run(&["--metrics-listen", "127.0.0.1:9101", "--process-label", "p-7"]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(c.process_label.as_deref(), Some("p-7"));
+        assert!(run(&["--metrics-listen", "9101"]).unwrap_err().contains("--metrics-listen"));
+        assert!(run(&["--metrics-listen", "127.0.0.1:9001"]).unwrap_err().contains("differ"));
+        assert!(run(&["--metrics-listen", "127.0.0.1:0", "--no-metrics"]).unwrap_err().contains("contradict"));
+        assert!(run(&["--process-label", "a\"b"]).unwrap_err().contains("--process-label"));
     }
 
     #[test]

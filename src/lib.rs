@@ -22,6 +22,7 @@
 //! - [`conn`]: one connection's state machine: upgrade, decode, echo, close.
 //! - [`listener`]: listening sockets (socket2, backlog 4096, `SO_REUSEPORT`, socket activation).
 //! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
+//! - [`scrape`]: `--metrics-listen`: this process's `/metrics` and `/healthz` on a port of its own.
 //! - [`logger`]: a small stderr backend for `log`.
 //!
 //! # Invariants
@@ -49,6 +50,7 @@ pub mod outq;
 pub mod plain;
 pub mod pmd;
 pub mod reactor;
+pub mod scrape;
 pub mod server;
 pub mod shared;
 pub mod socket;

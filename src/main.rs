@@ -35,7 +35,7 @@ fn main() {
     let server = match Server::bind_with(&cfg, &sd) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("wsecho: cannot listen on {}: {e}", cfg.listen);
+            eprintln!("wsecho: {e}");
             std::process::exit(1);
         }
     };

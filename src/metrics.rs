@@ -119,9 +119,21 @@ impl Metrics {
 
     /// Writes the Prometheus text exposition (format 0.0.4).
     pub fn render(&self, w: &mut impl Write) -> std::io::Result<()> {
+        self.render_labeled(w, None)
+    }
+
+    /// Writes the Prometheus text exposition (format 0.0.4), with `process="<p>"` on every
+    /// sample when `process` is given (`p` must need no escaping: `config` allows only
+    /// `[A-Za-z0-9_.:-]`).
+    pub fn render_labeled(&self, w: &mut impl Write, process: Option<&str>) -> std::io::Result<()> {
         use names::*;
+        // `{process="p"}` for plain samples, `,process="p"` after another label.
+        let (alone, after) = match process {
+            Some(p) => (format!("{{process=\"{p}\"}}"), format!(",process=\"{p}\"")),
+            None => (String::new(), String::new()),
+        };
         let simple = |w: &mut dyn Write, name: &str, kind: &str, help: &str, v: u64| {
-            writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}")
+            writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{alone} {v}")
         };
         simple(w, OPEN, "gauge", "Open connections.", self.open)?;
         simple(w, ACCEPTED, "counter", "Accepted TCP connections.", self.accepted)?;
@@ -131,7 +143,7 @@ impl Metrics {
             "# HELP {UPGRADE_FAILURES} Refused upgrade requests by reason.\n# TYPE {UPGRADE_FAILURES} counter"
         )?;
         for (e, v) in HandshakeError::ALL.iter().zip(self.upgrade_failures) {
-            writeln!(w, "{UPGRADE_FAILURES}{{reason=\"{}\"}} {v}", e.label())?;
+            writeln!(w, "{UPGRADE_FAILURES}{{reason=\"{}\"{after}}} {v}", e.label())?;
         }
         simple(w, MESSAGES_IN, "counter", "Messages received.", self.messages_in)?;
         simple(w, MESSAGES_OUT, "counter", "Messages echoed.", self.messages_out)?;
@@ -140,15 +152,15 @@ impl Metrics {
         writeln!(w, "# HELP {CLOSES} Close frames sent by status code.\n# TYPE {CLOSES} counter")?;
         for (c, v) in CLOSE_CODES.iter().zip(self.closes) {
             if *c == 0 {
-                writeln!(w, "{CLOSES}{{code=\"other\"}} {v}")?;
+                writeln!(w, "{CLOSES}{{code=\"other\"{after}}} {v}")?;
             } else {
-                writeln!(w, "{CLOSES}{{code=\"{c}\"}} {v}")?;
+                writeln!(w, "{CLOSES}{{code=\"{c}\"{after}}} {v}")?;
             }
         }
         simple(w, BACKPRESSURE, "counter", "Reads paused because output was full.", self.backpressure)?;
         writeln!(w, "# HELP {TIMEOUTS} Timeouts by kind.\n# TYPE {TIMEOUTS} counter")?;
         for (k, v) in TimerKind::ARMED.iter().zip(self.timeouts) {
-            writeln!(w, "{TIMEOUTS}{{kind=\"{}\"}} {v}", k.label())?;
+            writeln!(w, "{TIMEOUTS}{{kind=\"{}\"{after}}} {v}", k.label())?;
         }
         simple(w, ACCEPT_EMFILE, "counter", "accept() failures for lack of file descriptors.", self.accept_emfile)?;
         simple(w, PINGS, "counter", "Pings sent by the server.", self.pings)
@@ -178,6 +190,13 @@ mod tests {
             let (_, v) = line.rsplit_once(' ').unwrap();
             v.parse::<u64>().unwrap();
         }
+        let mut out = Vec::new();
+        m.render_labeled(&mut out, Some("9101")).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\nwsecho_connections_open{process=\"9101\"} 5\n"), "{text}");
+        assert!(text.contains("wsecho_closes_total{code=\"1002\",process=\"9101\"} 1\n"), "{text}");
+        let samples = text.lines().filter(|l| !l.starts_with('#'));
+        assert!(samples.clone().count() > 20 && samples.clone().all(|l| l.contains("process=\"9101\"")), "{text}");
     }
 }
 

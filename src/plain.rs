@@ -45,7 +45,7 @@ pub fn serve(sh: &mut Shared, ep: Endpoint) -> bool {
                 Some((b, i)) => b.total_with(*i, &sh.metrics),
                 None => sh.metrics.clone(),
             };
-            if total.render(&mut sh.body).is_err() {
+            if total.render_labeled(&mut sh.body, sh.process_label.as_deref()).is_err() {
                 return false;
             }
             (&sh.body, "text/plain; version=0.0.4; charset=utf-8")

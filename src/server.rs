@@ -11,6 +11,7 @@ use crate::listener::{self, bind_listener};
 use crate::metrics::{Metrics, MetricsBoard};
 use crate::notify::{Notifier, Systemd};
 use crate::reactor::{Control, Reactor};
+use crate::scrape;
 use log::{info, warn};
 use mio::net::TcpListener;
 use std::io;
@@ -69,6 +70,8 @@ pub struct Server {
     control: Arc<Control>,
     board: Arc<MetricsBoard>,
     local: SocketAddr,
+    /// `--metrics-listen`: bound, served from [`Server::run`], with its `process` label.
+    metrics: Option<(scrape::Endpoint, String, String)>,
 }
 
 impl Server {
@@ -78,22 +81,43 @@ impl Server {
     }
 
     /// Binds (or inherits from systemd) the listeners and builds one reactor per thread; the
-    /// first reactor pings systemd's watchdog when `sd` asks for it.
+    /// first reactor pings systemd's watchdog when `sd` asks for it. A listener's error says
+    /// which address (`cannot listen on ADDR: ...`).
     pub fn bind_with(cfg: &Config, sd: &Systemd) -> io::Result<Server> {
         let control = Control::new();
         let board = Arc::new(MetricsBoard::new(cfg.threads));
-        let listeners = listeners(cfg, sd)?;
+        let listeners = listeners(cfg, sd)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
+        // `--metrics-listen`: bound now so that a bad address fails start-up; the `process` label
+        // defaults to its port (stable across restarts, unlike a pid).
+        let mut cfg = cfg.clone();
+        let metrics = match (cfg.metrics_listen, &cfg.metrics_path) {
+            (Some(a), Some(path)) => {
+                let ep = scrape::Endpoint::bind(a)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a} (--metrics-listen): {e}")))?;
+                let label = cfg.process_label.get_or_insert_with(|| ep.local_addr().port().to_string()).clone();
+                Some((ep, path.clone(), label))
+            }
+            _ => None,
+        };
+        let cfg = &cfg;
         let mut reactors = Vec::with_capacity(listeners.len());
-        let multi = listeners.len() > 1;
+        // Reactors publish to the board when a scrape must sum them or read them from outside.
+        let publish = listeners.len() > 1 || metrics.is_some();
         for (i, l) in listeners.into_iter().enumerate() {
-            let slot = multi.then(|| (board.clone(), i));
+            let slot = publish.then(|| (board.clone(), i));
             reactors.push(Reactor::with_listener(cfg, l, control.clone(), slot)?);
         }
         let local = reactors[0].local_addr();
         if let Some(w) = sd.watchdog {
             reactors[0].set_watchdog(w, sd.notifier());
         }
-        Ok(Server { reactors, control, board, local })
+        Ok(Server { reactors, control, board, local, metrics })
+    }
+
+    /// The `--metrics-listen` address as bound (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(ep, ..)| ep.local_addr())
     }
 
     /// The listening address.
@@ -109,7 +133,11 @@ impl Server {
     /// Runs every reactor (reactor 0 on the calling thread) until a graceful shutdown completes;
     /// returns the summed counters.
     pub fn run(self) -> io::Result<Metrics> {
-        let Server { mut reactors, board, .. } = self;
+        let Server { mut reactors, board, control, metrics, .. } = self;
+        let serving = match metrics {
+            Some((ep, path, label)) => Some(ep.spawn(board.clone(), control, path, Some(label))?),
+            None => None,
+        };
         let mut first = reactors.remove(0);
         let handles: Vec<_> = reactors
             .into_iter()
@@ -131,6 +159,9 @@ impl Server {
                 }
                 Err(_) => return Err(io::Error::other("a reactor thread panicked")),
             }
+        }
+        if let Some(s) = serving {
+            s.stop();
         }
         drop(board);
         res.map(|_| total)

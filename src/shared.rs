@@ -73,6 +73,8 @@ pub struct Shared {
     pub metrics_path: Option<String>,
     /// Other reactors' counters, summed into a scrape (multi-threaded servers), and our slot.
     pub board: Option<(Arc<MetricsBoard>, usize)>,
+    /// `--process-label` (or the `--metrics-listen` port): the `process` label on every sample.
+    pub process_label: Option<String>,
     /// Milliseconds since the reactor started, updated once per loop turn.
     pub now_ms: u32,
     /// `--ping-interval`: ping connections quiet for this many ms.
@@ -103,6 +105,7 @@ impl Shared {
             read_buffer: cfg.read_buffer,
             metrics_path: cfg.metrics_path.clone(),
             board,
+            process_label: cfg.process_label.clone(),
             now_ms: 0,
             ping_ms: cfg.ping_interval.map(millis),
             idle_ms: cfg.idle_timeout.map(millis),
