@@ -139,6 +139,9 @@ pub struct Config {
     /// Soak: an open connection with a message in flight that makes no progress (nothing read or
     /// written) for this long is lost.
     pub echo_timeout: Duration,
+    /// `--start-at`: Unix time (ns) at which messages start flowing (warm-up, then the measured
+    /// window), after a ramp-up begun at once; `main` checks it against the clock.
+    pub start_at_unix_ns: Option<u64>,
 }
 
 pub const HELP: &str = "\
@@ -239,6 +242,12 @@ TIMING (seconds, fractions allowed, or with an s or ms suffix: 2.5, 500ms):
         --ramp-timeout SECS    limit for the whole ramp-up                     [default: 120]
         --close-timeout SECS   wait for close handshakes at the end
                                                [default: 2 + 1 per 20,000 connections]
+        --start-at UNIX_TIME   shards on several hosts start together: ramp up at once, hold the
+                               connections open (nothing sent) until this Unix time (seconds,
+                               fractions allowed, e.g. $(($(date +%s) + 30))), then warm-up and
+                               the measured window. A time more than 1 s in the past or more than
+                               24 h ahead is an error (exit 2); a ramp-up that ends after it
+                               starts at once, with a warning and start_late_ns in --json
 
 SCALE:
     -t, --threads N            event loops (threads) per process               [default: 1]
@@ -250,7 +259,16 @@ SCALE:
                                range, beyond which Linux connect() slows down)
 
 OUTPUT:
-        --json FILE            also write the result as JSON
+        --json FILE            also write the result as JSON, with both histograms (HdrHistogram
+                               V2, base64), all counts and the timing window in Unix ns: the input
+                               of `wsbench merge`
+
+MERGE (results of shards run on several hosts or processes):
+    wsbench merge [--json OUT] A.json B.json ...
+                               the table of all shards together: counts summed, percentiles from
+                               the merged histograms, msg/s = all messages / the union of the
+                               measured windows; OUT is a result file again (merges compose).
+                               Files of another schema or workload are refused (exit 2)
         --ready-file PATH      create PATH (containing n=N) once all connections are upgraded
     -q, --quiet                no progress lines on stderr
     -h, --help                 print this help
@@ -305,6 +323,19 @@ pub fn parse_env() -> Result<Parsed, UsageError> {
     parse(lexopt::Parser::from_env())
 }
 
+/// The configuration of `wsbench URL` with every other option at its default: what a result
+/// file read back by `wsbench merge` starts from.
+pub fn defaults_for(url: &str) -> Result<Config, UsageError> {
+    if url.starts_with('-') {
+        return Err(format!("'{url}' is not a URL").into());
+    }
+    match parse(lexopt::Parser::from_args([url])) {
+        Ok(Parsed::Run(c)) => Ok(*c),
+        Ok(_) => Err(format!("'{url}' is not a URL").into()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Parses an argument list (without the program name); used by the unit tests.
 #[cfg(test)]
 pub fn parse_from<I, S>(args: I) -> Result<Parsed, UsageError>
@@ -349,6 +380,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut disconnect_prob = 0.002f64;
     let mut seed: Option<u64> = None;
     let mut echo_timeout = Duration::from_secs(15);
+    let mut start_at_unix_ns = None;
 
     while let Some(arg) = p.next()? {
         match arg {
@@ -416,6 +448,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
                 seed = Some(parsed.ok_or_else(|| format!("--seed: '{v}' is not a whole number"))?);
             }
             Long("echo-timeout") => echo_timeout = secs(&mut p, "--echo-timeout")?,
+            Long("start-at") => start_at_unix_ns = Some(unix_time(&p.value()?.string()?)?),
             Value(v) if url.is_none() => url = Some(v.string()?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -515,7 +548,27 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         seed: seed.unwrap_or(0),
         seed_given: seed.is_some(),
         echo_timeout,
+        start_at_unix_ns,
     })))
+}
+
+/// `--start-at`: Unix seconds with up to 9 decimals (`1767225600`, `1767225600.25`), exactly, as
+/// ns. Whether it is in the past is `main`'s check (this module reads no clock).
+pub fn unix_time(s: &str) -> Result<u64, UsageError> {
+    let bad = || UsageError(format!("--start-at: '{s}' is not a Unix time in seconds (e.g. 1767225600.5)"));
+    let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return Err(bad());
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let secs: u64 = whole.parse().map_err(|_| bad())?;
+    let mut ns = 0u64;
+    for (i, b) in frac.bytes().enumerate() {
+        ns += u64::from(b - b'0') * 10u64.pow(8 - i as u32);
+    }
+    secs.checked_mul(1_000_000_000).and_then(|v| v.checked_add(ns)).ok_or_else(bad)
 }
 
 fn count(p: &mut lexopt::Parser, name: &str) -> Result<usize, UsageError> {
@@ -712,6 +765,19 @@ mod tests {
         assert!(cfg(&["-m", "idle", "--deflate", "ws://h:1/"]).deflate);
         assert!(parse_from(["-m", "soak", "--deflate", "ws://h:1/"]).is_err());
         assert!(parse_from(["--text-kind", "xml", "ws://h:1/"]).is_err());
+    }
+
+    #[test]
+    fn start_at() {
+        assert_eq!(unix_time("1767225600").unwrap(), 1_767_225_600_000_000_000);
+        assert_eq!(unix_time("1767225600.25").unwrap(), 1_767_225_600_250_000_000);
+        assert_eq!(unix_time("1.000000001").unwrap(), 1_000_000_001);
+        for bad in ["", "x", "-1", "1.2.3", "1.", "1e9", "1.0000000001", "99999999999999999999"] {
+            let ok = bad == "1.";
+            assert_eq!(unix_time(bad).is_ok(), ok, "{bad}");
+        }
+        assert_eq!(cfg(&["--start-at", "1767225600.5", "ws://h:1/"]).start_at_unix_ns, Some(1_767_225_600_500_000_000));
+        assert_eq!(cfg(&["ws://h:1/"]).start_at_unix_ns, None);
     }
 
     #[test]

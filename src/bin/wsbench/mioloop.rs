@@ -2,10 +2,10 @@
 //! through the phases ramp-up → warm-up → measured window (or hold/soak) → closing → done.
 //!
 //! Owns what every loop does the same way: dispatching readiness events to the connections, the
-//! connect pacing of the ramp-up (`--connect-rate`, `--max-pending`, `--ramp-timeout`), phase
-//! changes and their deadlines, stop-signal handling, the per-connection deadline sweep, the
-//! close-out (close handshakes, then dropping what is left), open/pending bookkeeping and the
-//! live counters for the progress monitor. What differs per mode plugs in through [`Mode`]:
+//! connect pacing of the ramp-up (`--connect-rate`, `--max-pending`, `--ramp-timeout`), the hold
+//! until `--start-at` after it, phase changes and their deadlines, stop-signal handling, the
+//! per-connection deadline sweep, the close-out (close handshakes, then dropping what is left),
+//! open/pending bookkeeping and the live counters for the progress monitor. What differs per mode plugs in through [`Mode`]:
 //! building a connection, what happens after a connection call, when a phase begins, extra work
 //! each round (rate scheduling, soak slots and reconnects) and extra wake-ups. It does not parse
 //! frames (see `transport`, `client`, `soak_conn`) nor print anything.
@@ -52,6 +52,8 @@ pub struct Core<'a, H: Hooks<'a>> {
     pub phase: Phase,
     start: u64,
     phase_until: u64,
+    /// `--start-at` as a [`now_ns`] value.
+    start_at: Option<u64>,
     /// Reused list of slab keys.
     pub keys: Vec<usize>,
 }
@@ -116,6 +118,7 @@ impl<'a, H: Hooks<'a>> Core<'a, H> {
             phase: Phase::Ramp,
             start: now,
             phase_until: 0,
+            start_at: cfg.start_at_unix_ns.map(crate::sys::mono_of_unix_ns),
             keys: Vec::new(),
         })
     }
@@ -181,6 +184,11 @@ impl<'a, H: Hooks<'a>> Core<'a, H> {
                         self.ramp_done(m, now, live);
                     }
                 }
+                Phase::Wait => {
+                    if now >= self.phase_until {
+                        self.begin_flow(m, now);
+                    }
+                }
                 Phase::Warmup => {
                     if now >= self.phase_until {
                         self.begin_measure(m, now);
@@ -228,7 +236,7 @@ impl<'a, H: Hooks<'a>> Core<'a, H> {
                     }
                 }
             }
-            Phase::Warmup | Phase::Measure | Phase::Closing => t = t.min(self.phase_until),
+            Phase::Wait | Phase::Warmup | Phase::Measure | Phase::Closing => t = t.min(self.phase_until),
             Phase::Done => t = now,
         }
         t
@@ -314,7 +322,21 @@ impl<'a, H: Hooks<'a>> Core<'a, H> {
         if self.open == 0 && m.pending_reopens() == 0 {
             // Nothing came up (all refused, failed or timed out): nothing to measure or hold.
             self.begin_shutdown(m, now);
-        } else if m.on_ramp_done(self, now) || self.cfg.warmup.is_zero() {
+        } else if let Some(at) = self.start_at.filter(|&at| at > now) {
+            // Hold what is open, sending nothing, until the shards start together.
+            self.phase = Phase::Wait;
+            self.phase_until = at;
+        } else {
+            if let Some(at) = self.start_at {
+                self.ctx.stats.start_late_ns = now - at;
+            }
+            self.begin_flow(m, now);
+        }
+    }
+
+    /// Messages start flowing: warm-up, or the measured window at once.
+    fn begin_flow<M: Mode<'a, H = H>>(&mut self, m: &mut M, now: u64) {
+        if m.on_ramp_done(self, now) || self.cfg.warmup.is_zero() {
             self.begin_measure(m, now);
         } else {
             self.phase = Phase::Warmup;

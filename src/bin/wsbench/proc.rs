@@ -183,7 +183,9 @@ pub fn run_forked(cfg: &Config, plan: &Plan, shares: &[Vec<Share>], monitor: &mu
         + cfg.connect_timeout
         + cfg.connect_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(cfg.connections as f64 / r));
     let limit = ramp + cfg.warmup + cfg.duration + cfg.close_timeout + Duration::from_secs(30);
-    let deadline = now_ns() + limit.as_nanos() as u64;
+    // The hold until --start-at comes on top (the ramp-up may end long before it).
+    let wait = cfg.start_at_unix_ns.map_or(0, |t| crate::sys::mono_of_unix_ns(t).saturating_sub(now_ns()));
+    let deadline = now_ns() + limit.as_nanos() as u64 + wait;
     let mut forwarded = false;
     let mut killed = false;
     let mut rbuf = vec![0u8; 64 * 1024];

@@ -58,19 +58,22 @@ pub fn split(cfg: &Config) -> Vec<Vec<Share>> {
 #[repr(u8)]
 pub enum Phase {
     Ramp = 0,
-    Warmup = 1,
-    Measure = 2,
-    Closing = 3,
-    Done = 4,
+    /// `--start-at`: ramp-up done, connections held open (nothing sent) until the start time.
+    Wait = 1,
+    Warmup = 2,
+    Measure = 3,
+    Closing = 4,
+    Done = 5,
 }
 
 impl Phase {
     pub fn from_u8(v: u8) -> Phase {
         match v {
             0 => Phase::Ramp,
-            1 => Phase::Warmup,
-            2 => Phase::Measure,
-            3 => Phase::Closing,
+            1 => Phase::Wait,
+            2 => Phase::Warmup,
+            3 => Phase::Measure,
+            4 => Phase::Closing,
             _ => Phase::Done,
         }
     }
@@ -78,6 +81,7 @@ impl Phase {
     pub fn name(self, mode: Mode) -> &'static str {
         match self {
             Phase::Ramp => "ramp-up",
+            Phase::Wait => "waiting for --start-at",
             Phase::Warmup => "warm-up",
             Phase::Measure if mode == Mode::Idle => "holding",
             Phase::Measure if mode == Mode::Soak => "soaking",

@@ -135,7 +135,7 @@ impl<'a> mioloop::Mode<'a> for Soaker {
 
     fn on_shutdown(&mut self, core: &mut Core<'a>, now: u64) {
         if self.active {
-            core.ctx.stats.close_window(now.saturating_sub(self.window_start));
+            core.ctx.stats.close_window(self.window_start, now);
         }
         self.active = false;
         self.queue.clear();

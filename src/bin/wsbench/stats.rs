@@ -1,10 +1,11 @@
 //! Results: what one event loop counted, how results of loops and processes are merged, the
 //! line format that carries them from a worker process to the parent, and the final table
-//! (stdout) and JSON document.
+//! (stdout).
 //!
-//! Owns [`Stats`] (hdrhistogram latencies in nanoseconds, counters, failure breakdowns) and its
-//! presentation. It does not decide what is counted when (see `worker` and `client`), does no I/O
-//! of its own beyond formatting into strings, and keeps no live progress (see `monitor`).
+//! Owns [`Stats`] (hdrhistogram latencies in nanoseconds, counters, failure breakdowns, the
+//! measured window in Unix time) and the table. It does not decide what is counted when (see
+//! `worker` and `client`), does no I/O of its own beyond formatting into strings, keeps no live
+//! progress (see `monitor`) and leaves the JSON result file, written and read back, to `report`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +13,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 
 use crate::cli::{Config, Mode, TextKind};
+use crate::sys::unix_ns_of;
 
 /// Highest latency the histograms hold (one hour, in ns); larger values saturate.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
@@ -29,8 +31,15 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     /// TCP connect start to verified 101 response, ns.
     pub handshake: Histogram<u64>,
-    /// Length of the measured window, ns (the longest over merged loops).
+    /// Length of the measured window, ns (the longest over merged loops; the union of the
+    /// windows for `wsbench merge`).
     pub window_ns: u64,
+    /// The measured windows in Unix ns, `[start, end)`, disjoint and sorted: one per run (loops'
+    /// windows merged into their hull), more after `wsbench merge` of runs that did not overlap.
+    pub windows: Vec<(u64, u64)>,
+    /// `--start-at`: how long after the start time the ramp-up ended (0: on time, or no
+    /// `--start-at`); the largest over merged loops.
+    pub start_late_ns: u64,
     /// Messages echoed and verified in the window.
     pub msgs: u64,
     /// Payload bytes of those messages.
@@ -105,6 +114,8 @@ impl Default for Stats {
             latency: new_histogram(),
             handshake: new_histogram(),
             window_ns: 0,
+            windows: Vec::new(),
+            start_late_ns: 0,
             msgs: 0,
             bytes: 0,
             msg_rate: 0.0,
@@ -190,8 +201,10 @@ impl Stats {
         self.z_verbatim = 0;
     }
 
-    /// Sets the window length and derives this loop's rates.
-    pub fn close_window(&mut self, window_ns: u64) {
+    /// Sets the window (from and to [`crate::sys::now_ns`] values) and derives this loop's rates.
+    pub fn close_window(&mut self, start: u64, end: u64) {
+        let window_ns = end.saturating_sub(start);
+        self.windows = vec![(unix_ns_of(start), unix_ns_of(start) + window_ns)];
         self.window_ns = window_ns;
         if window_ns > 0 {
             let s = window_ns as f64 / 1e9;
@@ -206,6 +219,13 @@ impl Stats {
         let _ = self.latency.add(&o.latency);
         let _ = self.handshake.add(&o.handshake);
         self.window_ns = self.window_ns.max(o.window_ns);
+        // Loops of one run: one window, their hull (they start and end within milliseconds).
+        self.windows = match (self.windows.first(), o.windows.first()) {
+            (Some(a), Some(b)) => vec![(a.0.min(b.0), self.windows_end().max(o.windows_end()))],
+            (None, _) => o.windows.clone(),
+            (_, None) => self.windows.clone(),
+        };
+        self.start_late_ns = self.start_late_ns.max(o.start_late_ns);
         self.msgs += o.msgs;
         self.bytes += o.bytes;
         self.msg_rate += o.msg_rate;
@@ -248,6 +268,11 @@ impl Stats {
         self.elapsed_ns = self.elapsed_ns.max(o.elapsed_ns);
     }
 
+    /// End of the last window (0 without one).
+    pub fn windows_end(&self) -> u64 {
+        self.windows.iter().map(|w| w.1).max().unwrap_or(0)
+    }
+
     /// The failure conditions that make the exit status 1.
     pub fn failed(&self) -> bool {
         self.mismatches > 0
@@ -266,6 +291,10 @@ impl Stats {
             let _ = writeln!(out, "{k} {v}");
         };
         s(out, "window_ns", self.window_ns);
+        s(out, "start_late_ns", self.start_late_ns);
+        for (a, b) in &self.windows {
+            let _ = writeln!(out, "win {a} {b}");
+        }
         s(out, "msgs", self.msgs);
         s(out, "bytes", self.bytes);
         let _ = writeln!(out, "msg_rate {}", self.msg_rate);
@@ -324,6 +353,8 @@ impl Stats {
         match key {
             "end" => return Ok(true),
             "window_ns" => self.window_ns = num(a)?,
+            "start_late_ns" => self.start_late_ns = num(a)?,
+            "win" => self.windows.push((num(a)?, num(b)?)),
             "msgs" => self.msgs = num(a)?,
             "bytes" => self.bytes = num(a)?,
             "msg_rate" => self.msg_rate = a.parse().map_err(|_| format!("bad line '{line}'"))?,
@@ -563,122 +594,6 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
     o
 }
 
-/// JSON string literal.
-fn js(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// A JSON number (non-finite values become 0).
-fn jf(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.3}", v)
-    } else {
-        "0".into()
-    }
-}
-
-fn jmap<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
-    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{}: {v}", js(&k.to_string()))).collect();
-    format!("{{{}}}", parts.join(", "))
-}
-
-fn jlat(h: &Histogram<u64>) -> String {
-    match percentiles(h) {
-        Some(p) => format!(
-            "{{\"count\": {}, \"p50\": {}, \"p90\": {}, \"p99\": {}, \"p99_9\": {}, \"max\": {}, \"mean\": {}}}",
-            p.count,
-            jf(p.p50),
-            jf(p.p90),
-            jf(p.p99),
-            jf(p.p999),
-            jf(p.max),
-            jf(p.mean)
-        ),
-        None => "null".into(),
-    }
-}
-
-/// The same result as [`table`], as a JSON object (latencies in microseconds).
-pub fn json(cfg: &Config, s: &Stats) -> String {
-    let mut o = String::from("{\n");
-    let mut f = |k: &str, v: String| {
-        let _ = writeln!(o, "  {}: {v},", js(k));
-    };
-    f("mode", js(cfg.mode.name()));
-    f("url", js(&cfg.url));
-    f("connections", cfg.connections.to_string());
-    f("active", cfg.active.to_string());
-    f("size", cfg.size.to_string());
-    f("text", cfg.text.to_string());
-    f("text_kind", js(if cfg.text { cfg.text_kind.name() } else { "binary" }));
-    f("deflate", cfg.deflate.to_string());
-    f("fragments_per_message", cfg.fragments.to_string());
-    f("pipeline", cfg.pipeline.to_string());
-    f("rate", jf(cfg.rate));
-    f("processes", cfg.processes.to_string());
-    f("threads", cfg.threads.to_string());
-    f("duration_s", jf(cfg.duration.as_secs_f64()));
-    f("warmup_s", jf(cfg.warmup.as_secs_f64()));
-    f("interrupted", s.interrupted.to_string());
-    f("elapsed_s", jf(s.elapsed_ns as f64 / 1e9));
-    f("measured_s", jf(s.window_ns as f64 / 1e9));
-    f("attempted", s.attempted.to_string());
-    f("upgraded", s.upgraded.to_string());
-    f("peak_open", s.peak_open.to_string());
-    f("messages", s.msgs.to_string());
-    f("bytes", s.bytes.to_string());
-    f("msgs_per_sec", jf(s.msg_rate));
-    f("mb_per_sec", jf(s.byte_rate / 1e6));
-    f("latency_us", jlat(&s.latency));
-    f("handshake_us", jlat(&s.handshake));
-    f("connect_failures", s.total_connect_failures().to_string());
-    f("connect_failures_by_reason", jmap(&s.connect_failures));
-    f("handshake_failures", s.total_handshake_failures().to_string());
-    f("handshake_failures_by_reason", jmap(&s.handshake_failures));
-    f("closes_by_code", jmap(&s.closes_by_code));
-    f("clean_closes", s.clean_closes.to_string());
-    f("close_timeouts", s.close_timeouts.to_string());
-    f("echo_mismatches", s.mismatches.to_string());
-    f("fidelity", cfg.fidelity.to_string());
-    f("fidelity_errors", s.fidelity_errors.to_string());
-    f("deflate_messages", s.z_msgs.to_string());
-    f("deflate_sent_bytes", s.z_sent_bytes.to_string());
-    f("deflate_echo_bytes", s.z_echo_bytes.to_string());
-    f("deflate_verbatim", s.z_verbatim.to_string());
-    f("lost_connections", s.total_lost().to_string());
-    f("lost_by_reason", jmap(&s.lost));
-    f("rate_backlog_peak", s.backlog_peak.to_string());
-    f("rate_dropped", s.overruns.to_string());
-    f("seed", cfg.seed.to_string());
-    f("max_size", cfg.max_size.to_string());
-    f("fragments", s.fragments.to_string());
-    f("pings", s.pings.to_string());
-    f("pongs", s.pongs.to_string());
-    f("server_pings", s.server_pings.to_string());
-    f("clean_reconnects", s.clean_disconnects.to_string());
-    f("abrupt_drops", s.drops.to_string());
-    f("abrupt_drops_rst", s.drops_rst.to_string());
-    f("reconnects", s.reconnects.to_string());
-    let _ = writeln!(o, "  \"failed\": {}\n}}", s.failed());
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,7 +608,7 @@ mod tests {
         s.bytes = 100;
         s.target = 10;
         s.upgraded = 9;
-        s.close_window(2_000_000_000);
+        s.close_window(1_000, 2_000_001_000);
         s.connect_failed("connection refused");
         s.handshake_failed("status 400");
         s.server_close(1011);
@@ -715,6 +630,7 @@ mod tests {
             ended = d.decode_line(line).unwrap();
         }
         assert!(ended);
+        assert_eq!((&d.windows, d.window_ns), (&s.windows, 2_000_000_000));
         assert_eq!(d.latency.len(), 5);
         assert_eq!(d.latency.max(), s.latency.max());
         assert_eq!(d.latency.value_at_quantile(0.5), s.latency.value_at_quantile(0.5));
@@ -735,24 +651,20 @@ mod tests {
         assert_eq!(a.msg_rate, 5.0);
         assert_eq!(a.closes_by_code.get(&1011), Some(&4));
         assert_eq!(a.window_ns, 2_000_000_000);
+        // Loops of one run: their windows' hull.
+        let mut later = sample();
+        later.close_window(501_000, 2_000_002_000);
+        let (start, end) = (a.windows[0].0, later.windows[0].1);
+        a.merge(&later);
+        assert_eq!(a.windows, vec![(start, end)]);
         assert!(a.failed());
         assert!(!Stats::default().failed());
         assert!(Stats { fidelity_errors: 1, ..Stats::default() }.failed());
     }
 
     #[test]
-    fn json_is_well_formed_enough() {
-        let cfg = match crate::cli::parse_from(["ws://127.0.0.1:1/\"x"]) {
-            Ok(crate::cli::Parsed::Run(c)) => c,
-            _ => panic!(),
-        };
-        let j = json(&cfg, &sample());
-        assert!(j.starts_with("{\n") && j.ends_with("}\n"));
-        assert!(j.contains("\"url\": \"ws://127.0.0.1:1/\\\"x\""));
-        assert!(j.contains("\"closes_by_code\": {\"1011\": 2}"));
-        assert!(j.contains("\"echo_mismatches\": 3,"));
-        assert!(j.contains("\"fidelity_errors\": 4,"));
-        assert!(j.contains("\"p99_9\": "));
+    fn table_rows() {
+        let cfg = crate::cli::test_config(&["ws://127.0.0.1:1/"]);
         let t = table(&cfg, &sample());
         assert!(t.contains("closes by code         2  (1011: 2)"), "{t}");
         assert!(t.contains("fidelity errors        4  "), "{t}");

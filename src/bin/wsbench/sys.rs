@@ -1,5 +1,6 @@
 //! Process-wide OS plumbing that every layer may use: the monotonic clock all timestamps come
-//! from ([`now_ns`]), the stop flag that SIGINT/SIGTERM set ([`stop_requested`]), and blocking
+//! from ([`now_ns`]) and its one mapping to Unix time ([`unix_ns_of`], [`mono_of_unix_ns`], for
+//! `--start-at` and the timing window in `--json`), the stop flag that SIGINT/SIGTERM set ([`stop_requested`]), and blocking
 //! writes to a pipe ([`write_all_fd`]).
 //!
 //! A leaf: it imports nothing from the rest of `wsbench`, so the loops, the connections, the
@@ -12,6 +13,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 static EPOCH_NS: OnceLock<u64> = OnceLock::new();
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, ns, sampled once (at [`init_clock`]): every Unix time
+/// this process reports or waits for goes through this one offset, so a clock step during a run
+/// cannot tear its window apart.
+static UNIX_OFFSET_NS: OnceLock<i128> = OnceLock::new();
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into ts.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+fn unix_offset_ns() -> i128 {
+    *UNIX_OFFSET_NS.get_or_init(|| {
+        // The tighter of two samples around a realtime read.
+        let a = clock_ns(libc::CLOCK_MONOTONIC);
+        let r = clock_ns(libc::CLOCK_REALTIME);
+        let b = clock_ns(libc::CLOCK_MONOTONIC);
+        r - (a + (b - a) / 2)
+    })
+}
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -23,6 +45,24 @@ fn monotonic_ns() -> u64 {
 /// Fixes the process's time origin (call once at start; later calls are harmless).
 pub fn init_clock() {
     EPOCH_NS.get_or_init(monotonic_ns);
+    unix_offset_ns();
+}
+
+/// Unix time (ns since 1970, CLOCK_REALTIME as sampled at [`init_clock`]) of a [`now_ns`] value.
+pub fn unix_ns_of(t: u64) -> u64 {
+    let v = (epoch_ns() as i128 + t as i128 + unix_offset_ns()).max(0);
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// Unix time now, ns (by the same offset as [`unix_ns_of`]).
+pub fn unix_now_ns() -> u64 {
+    unix_ns_of(now_ns())
+}
+
+/// The [`now_ns`] value at Unix time `unix_ns` (0 when that is before the process's origin).
+pub fn mono_of_unix_ns(unix_ns: u64) -> u64 {
+    let v = unix_ns as i128 - unix_offset_ns() - epoch_ns() as i128;
+    u64::try_from(v.max(0)).unwrap_or(u64::MAX)
 }
 
 /// The process's time origin in CLOCK_MONOTONIC nanoseconds (for absolute timer deadlines).

@@ -23,6 +23,7 @@ use crate::net::Plan;
 use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
 use crate::sys::{epoch_ns, now_ns};
+use crate::transport::State;
 use crate::wire::{self, Rng};
 use crate::workload::Workload;
 
@@ -63,7 +64,8 @@ pub fn run(
     live: &Live,
     tick: &mut dyn FnMut(),
 ) -> io::Result<Stats> {
-    let ctx = Ctx::new(cfg, now_ns(), Echo::new(work, cfg.mode == Mode::Echo));
+    // Echo mode sends from each upgrade on, unless --start-at holds the messages back.
+    let ctx = Ctx::new(cfg, now_ns(), Echo::new(work, cfg.mode == Mode::Echo && cfg.start_at_unix_ns.is_none()));
     let core = Core::new(cfg, plan, share, ctx)?;
     let timerfd = if cfg.mode == Mode::Rate { Some(new_timerfd(&core.poll)?) } else { None };
     let mut fixed = Fixed {
@@ -141,6 +143,23 @@ impl<'a> mioloop::Mode<'a> for Fixed {
     }
 
     fn on_ramp_done(&mut self, core: &mut Core<'a>, now: u64) -> bool {
+        if core.cfg.mode == Mode::Echo && !core.ctx.m.refill {
+            // --start-at held the messages back: every open active connection starts now.
+            core.ctx.m.refill = true;
+            core.keys.clear();
+            core.keys.extend(
+                core.conns.iter().filter(|(_, c)| c.link.state == State::Open && c.hooks.active).map(|(k, _)| k),
+            );
+            let keys = std::mem::take(&mut core.keys);
+            for &k in &keys {
+                core.begin_call(now);
+                let c = &mut core.conns[k];
+                while c.enqueue(now) {}
+                let r = c.flush(&mut core.ctx);
+                core.after_call(self, k, r);
+            }
+            core.keys = keys;
+        }
         if core.cfg.mode == Mode::Idle {
             // Hold for --duration, counting from now.
             return true;
@@ -158,7 +177,7 @@ impl<'a> mioloop::Mode<'a> for Fixed {
 
     fn on_shutdown(&mut self, core: &mut Core<'a>, now: u64) {
         if let Some(ms) = self.measure_start {
-            core.ctx.stats.close_window(now - ms);
+            core.ctx.stats.close_window(ms, now);
         }
         core.ctx.m.refill = false;
         self.backlog.clear();
