@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::deflate::negotiate::DeflateConfig;
+use crate::tls::config::TlsFiles;
 use crate::units::{self, UnitError};
 
 /// Everything the reactor needs to know.
@@ -57,6 +58,10 @@ pub struct Config {
     /// `--process-label NAME`: value of the `process` label on every sample. Default: the port of
     /// `--metrics-listen` when that is set (stable across restarts), otherwise no label.
     pub process_label: Option<String>,
+    /// `--tls-cert PATH --tls-key PATH`: the listener speaks TLS (`wss://`, and `https://` for
+    /// `/metrics` and `/healthz`). Default off. The files are read at start-up and on `SIGHUP`
+    /// (by `server`, not here).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             deflate_recompress: false,
             metrics_listen: None,
             process_label: None,
+            tls: None,
         }
     }
 }
@@ -122,6 +128,9 @@ OPTIONS:
                                port per --reuse-port process) [default: off]
     --process-label NAME       `process` label on every sample [default: the --metrics-listen
                                port, or none]
+    --tls-cert PATH            PEM certificate chain: serve wss:// (TLS 1.3 and 1.2); SIGHUP
+                               re-reads it and the key [default: off]
+    --tls-key PATH             PEM private key (PKCS#8, RSA or SEC1) for --tls-cert
     --deflate                  accept permessage-deflate (RFC 7692) offers [default: off]
     --deflate-context-takeover let clients keep compression context across messages (costs a
                                state per connection, see README) [default: off]
@@ -165,6 +174,7 @@ impl Config {
         let mut cfg = Config::default();
         let mut p = lexopt::Parser::from_args(args);
         let err = |e: lexopt::Error| e.to_string();
+        let (mut tls_cert, mut tls_key) = (None, None);
         while let Some(arg) = p.next().map_err(err)? {
             let val = |p: &mut lexopt::Parser| -> Result<String, String> {
                 p.value().map_err(err)?.into_string().map_err(|_| "argument is not UTF-8".to_string())
@@ -215,9 +225,16 @@ impl Config {
                         v.parse().map_err(|_| format!("--deflate-window-bits takes 9..15, not '{v}'"))?;
                 }
                 Long("deflate-recompress") => cfg.deflate_recompress = true,
+                Long("tls-cert") => tls_cert = Some(std::path::PathBuf::from(p.value().map_err(err)?)),
+                Long("tls-key") => tls_key = Some(std::path::PathBuf::from(p.value().map_err(err)?)),
                 _ => return Err(arg.unexpected().to_string()),
             }
         }
+        cfg.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
         cfg.validate()?;
         Ok(Command::Run(Box::new(cfg)))
     }

@@ -40,6 +40,7 @@ use crate::pmd::NO_SLOT;
 use crate::shared::{Shared, CARRY_SIZE, FRAME_BOUND, MIN_READ, OUT_SLACK, PAD};
 use crate::socket::{Io, Socket};
 use crate::timer::{Linked, Links, TimerKind};
+use crate::tls::session::NO_TLS;
 use crate::utf8::Utf8Validator;
 use core::ops::Range;
 use log::debug;
@@ -108,11 +109,13 @@ pub struct Connection<S: Socket = TcpStream> {
     pmd: u16,
     /// The compression states borrowed from `Shared::codecs` (`pmd::NO_SLOT`: none).
     codec: u32,
+    /// The TLS session in `Shared::tls` (`NO_TLS`: plain TCP).
+    tls: u32,
     /// Masking key, rotated to the next payload byte.
     mask: [u8; 4],
     utf8: Utf8Validator,
-    /// Payload bytes left in the current data frame.
-    remaining: u64,
+    /// Payload bytes left in the current data frame (at most `--max-message-size`, < 4 GiB).
+    remaining: u32,
     /// Bytes of the message in progress so far.
     msg_len: u32,
     /// When bytes last arrived (ms, reactor clock).
@@ -147,6 +150,7 @@ impl<S: Socket> Connection<S> {
             flags: if overloaded { Flags(Flags::OVERLOADED) } else { Flags(0) },
             pmd: 0,
             codec: NO_SLOT,
+            tls: NO_TLS,
             mask: [0; 4],
             utf8: Utf8Validator::new(),
             remaining: 0,
@@ -155,6 +159,11 @@ impl<S: Socket> Connection<S> {
             last_ping: 0,
             links: Links::default(),
         }
+    }
+
+    /// Makes this (fresh) connection speak TLS through session `slot` of `Shared::tls`.
+    pub fn set_tls(&mut self, slot: u32) {
+        self.tls = slot;
     }
 
     /// The socket (for registration).
@@ -187,6 +196,9 @@ impl<S: Socket> Connection<S> {
         self.drop_inbuf(sh);
         self.out.release(sh);
         sh.codecs.release(&mut self.codec);
+        if let Some(t) = sh.tls.as_mut() {
+            t.release(&mut self.tls);
+        }
     }
 
     /// Whether permessage-deflate was agreed in the upgrade.
@@ -242,6 +254,13 @@ impl<S: Socket> Connection<S> {
     /// Handles a readable (or error / hang-up) event: at most [`READS_PER_WAKEUP`] full reads,
     /// then [`Next::Again`] if there may be more.
     pub fn on_readable(&mut self, sh: &mut Shared) -> Next {
+        if self.tls != NO_TLS && self.phase == Phase::Handshake {
+            // A TLS handshake costs real CPU: a bounded number per turn (`tls::session`).
+            if sh.tls.as_ref().is_some_and(|t| !t.may_proceed(self.tls)) {
+                sh.metrics.tls_deferred += 1;
+                return Next::Again;
+            }
+        }
         for i in 0..READS_PER_WAKEUP {
             let step = match self.phase {
                 Phase::Handshake => self.read_handshake(sh),
@@ -268,7 +287,7 @@ impl<S: Socket> Connection<S> {
             Ok(true) => {}
         }
         match self.phase {
-            Phase::Closing => self.shut_write(),
+            Phase::Closing => self.shut_write(sh),
             Phase::Flush => Next::Close,
             _ if self.flags.has(Flags::PAUSED) => {
                 self.flags.set(Flags::PAUSED, false);
@@ -314,22 +333,45 @@ impl<S: Socket> Connection<S> {
         // Where the head accumulates: the pooled head buffer when a previous read left a partial
         // head, else the shared read buffer (most requests arrive whole: no copy at all).
         let res = match self.inbuf.as_mut() {
-            Some(hb) => self.stream.recv(&mut hb[self.in_len as usize..]),
-            None => self.stream.recv(&mut sh.rbuf[PAD..PAD + MAX_HEAD]),
+            Some(hb) if self.tls == NO_TLS => {
+                let want = hb.len() - self.in_len as usize;
+                let r = Io::of(self.stream.recv(&mut hb[self.in_len as usize..]));
+                sh.read_full = matches!(r, Io::Done(n) if n == want);
+                if let Io::Done(n) = r {
+                    sh.metrics.bytes_in += n as u64;
+                }
+                r
+            }
+            Some(hb) => {
+                // TLS decrypts in the shared buffer: the plaintext is then appended to the head.
+                let want = hb.len() - self.in_len as usize;
+                let r = recv(&self.stream, self.tls, sh, PAD, want);
+                if let Io::Done(n) = r {
+                    let at = self.in_len as usize;
+                    if let Some(hb) = self.inbuf.as_mut() {
+                        hb[at..at + n].copy_from_slice(&sh.rbuf[PAD..PAD + n]);
+                    }
+                }
+                r
+            }
+            None => recv(&self.stream, self.tls, sh, PAD, MAX_HEAD),
         };
-        let n = match Io::of(res) {
+        // rustls' handshake output (TLS), sent at once (before anything sealed).
+        if !sh.out.is_empty() && self.out.send_staged(&self.stream, sh).is_err() {
+            return Step::Done(Next::Close);
+        }
+        let n = match res {
             Io::Done(n) => n,
             Io::Blocked => return Step::Done(Next::Keep),
             Io::Retry => return Step::More,
             Io::End | Io::Failed => return Step::Done(Next::Close),
         };
-        sh.metrics.bytes_in += n as u64;
         let filled = match self.inbuf.as_ref() {
             Some(hb) => {
                 self.in_len += n as u16;
-                self.in_len as usize == hb.len()
+                self.in_len as usize == hb.len() || sh.read_full
             }
-            None => n == MAX_HEAD,
+            None => sh.read_full,
         };
         // A short read proves the socket drained, unless the peer also hung up: then read on
         // until the end of stream is seen (edge-triggered: no further event will announce it).
@@ -442,14 +484,13 @@ impl<S: Socket> Connection<S> {
             }
             return Step::Done(Next::Keep);
         }
-        let n = match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + budget])) {
+        let n = match recv(&self.stream, self.tls, sh, PAD, budget) {
             Io::Done(n) => n,
             Io::End => return Step::Done(self.on_eof(sh)),
             Io::Blocked => return Step::Done(Next::Keep),
             Io::Retry => return Step::More,
             Io::Failed => return Step::Done(Next::Close),
         };
-        sh.metrics.bytes_in += n as u64;
         self.last_rx = sh.now_ms;
         let mut start = PAD;
         if !self.in_frame {
@@ -463,7 +504,7 @@ impl<S: Socket> Connection<S> {
             }
         }
         self.decode(sh, start, PAD + n);
-        let mut full = n == budget;
+        let mut full = sh.read_full;
         let mut end = None;
         if last && full && self.phase == Phase::Open && self.in_frame {
             // The wakeup's budget ends inside a data frame. Read the rest of that frame now, when
@@ -475,15 +516,14 @@ impl<S: Socket> Connection<S> {
             // p50; docs/fairness.md). One more recv per used-up budget, no more writes.
             let staged = sh.out.len() + self.in_len as usize;
             let room = sh.write_buffer().saturating_sub(self.pending_out() + OUT_SLACK + staged);
-            let rest = usize::try_from(self.remaining).unwrap_or(usize::MAX);
+            let rest = self.remaining as usize;
             // (and the staging buffer keeps its capacity: no allocation)
             let cap = sh.out.capacity().saturating_sub(staged + OUT_SLACK);
             if rest <= room.min(sh.read_buffer).min(cap) {
-                match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + rest])) {
+                match recv(&self.stream, self.tls, sh, PAD, rest) {
                     Io::Done(m) => {
-                        sh.metrics.bytes_in += m as u64;
                         self.decode(sh, PAD, PAD + m);
-                        full = m == rest;
+                        full = sh.read_full;
                     }
                     Io::Blocked => full = false,
                     Io::Retry => {}
@@ -506,10 +546,9 @@ impl<S: Socket> Connection<S> {
     /// peer never gets a reset while our last bytes are in flight.
     fn read_discard(&mut self, sh: &mut Shared) -> Step {
         let cap = sh.read_buffer;
-        match Io::of(self.stream.recv(&mut sh.rbuf[PAD..PAD + cap])) {
-            Io::Done(n) => {
-                sh.metrics.bytes_in += n as u64;
-                if n < cap && !self.flags.has(Flags::HUP) {
+        match recv(&self.stream, self.tls, sh, PAD, cap) {
+            Io::Done(_) => {
+                if !sh.read_full && !self.flags.has(Flags::HUP) {
                     Step::Done(Next::Keep)
                 } else {
                     Step::More
@@ -546,9 +585,9 @@ impl<S: Socket> Connection<S> {
                 if pos == end {
                     break;
                 }
-                let n = (end - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let n = (end - pos).min(self.remaining as usize);
                 self.mask = apply_mask(&mut sh.rbuf[pos..pos + n], self.mask);
-                self.remaining -= n as u64;
+                self.remaining -= n as u32;
                 pos += n;
                 let done = self.remaining == 0;
                 if let Err(e) = self.frame_piece(sh, pos - n, pos, done) {
@@ -647,7 +686,8 @@ impl<S: Socket> Connection<S> {
             pos += hl;
             self.frame_fin = h.fin;
             self.mask = mask;
-            self.remaining = h.len;
+            // Within --max-message-size (checked above), so below 4 GiB.
+            self.remaining = h.len as u32;
             let avail = (end - pos) as u64;
             let compressed = self.compressed;
             if self.msg == OpCode::Binary && !compressed {
@@ -875,12 +915,23 @@ impl<S: Socket> Connection<S> {
     /// Writes the staged output (or queues it behind pending output), then moves on from
     /// `Closing` once everything is out.
     fn flush_staged(&mut self, sh: &mut Shared) -> Next {
+        if self.tls != NO_TLS && !sh.out.is_empty() {
+            // TLS: the staged plaintext becomes records (in the TLS staging buffer, swapped in).
+            let Some(t) = sh.tls.as_mut() else { return Next::Close };
+            if let Err(e) = t.seal(self.tls, &sh.out) {
+                debug!("TLS: cannot seal output ({}): closing", e.reason());
+                sh.out.clear();
+                return Next::Close;
+            }
+            std::mem::swap(&mut sh.out, &mut t.sealed);
+            t.sealed.clear();
+        }
         if self.out.send_staged(&self.stream, sh).is_err() {
             return Next::Close;
         }
         if !self.out.is_holding() {
             match self.phase {
-                Phase::Closing => return self.shut_write(),
+                Phase::Closing => return self.shut_write(sh),
                 Phase::Flush => return Next::Close,
                 _ => {}
             }
@@ -888,14 +939,38 @@ impl<S: Socket> Connection<S> {
         Next::Keep
     }
 
-    /// Everything is sent after our close: shut the write side and linger for the peer's EOF.
-    fn shut_write(&mut self) -> Next {
+    /// Everything is sent after our close: shut the write side (after TLS `close_notify`) and
+    /// linger for the peer's EOF.
+    fn shut_write(&mut self, sh: &mut Shared) -> Next {
         self.phase = Phase::Linger;
+        if self.tls != NO_TLS {
+            if let Some(t) = sh.tls.as_mut() {
+                t.close_notify(self.tls, &self.stream);
+            }
+        }
         match self.stream.shutdown_write() {
             Ok(()) => Next::Keep,
             Err(_) => Next::Close,
         }
     }
+}
+
+/// One read of plaintext into `sh.rbuf[lo..lo + want]`, from the socket or through the
+/// connection's TLS session (`tls`); sets [`Shared::read_full`] and counts the bytes read.
+#[inline]
+fn recv<S: Socket>(stream: &S, tls: u32, sh: &mut Shared, lo: usize, want: usize) -> Io {
+    if tls == NO_TLS {
+        let r = Io::of(stream.recv(&mut sh.rbuf[lo..lo + want]));
+        sh.read_full = matches!(r, Io::Done(n) if n == want);
+        if let Io::Done(n) = r {
+            sh.metrics.bytes_in += n as u64;
+        }
+        return r;
+    }
+    let Some(t) = sh.tls.as_mut() else { return Io::Failed };
+    let r = t.recv(tls, stream, &mut sh.rbuf, lo, want, &mut sh.out, &mut sh.metrics);
+    sh.read_full = r.full;
+    r.io
 }
 
 /// A connection's rarely changed yes/no state in one byte.

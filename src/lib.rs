@@ -23,6 +23,7 @@
 //! - [`listener`]: listening sockets (socket2, backlog 4096, `SO_REUSEPORT`, socket activation).
 //! - [`reactor`]: the mio event loop, slab, accept, dispatch, timers.
 //! - [`scrape`]: `--metrics-listen`: this process's `/metrics` and `/healthz` on a port of its own.
+//! - [`tls`]: `wss://`: rustls handshakes, then our own in-place record layer (kTLS-style).
 //! - [`logger`]: a small stderr backend for `log`.
 //!
 //! # Invariants
@@ -55,5 +56,6 @@ pub mod server;
 pub mod shared;
 pub mod socket;
 pub mod timer;
+pub mod tls;
 pub mod units;
 pub mod utf8;

@@ -36,10 +36,11 @@ fn main() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wsecho: {e}");
-            std::process::exit(1);
+            // A configuration the flags could not check (TLS files) is a usage error, like a bad flag.
+            std::process::exit(if e.kind() == std::io::ErrorKind::InvalidInput { 2 } else { 1 });
         }
     };
-    if let Err(e) = handle_signals(server.control(), sd.notifier()) {
+    if let Err(e) = handle_signals(server.control(), sd.notifier(), server.tls()) {
         eprintln!("wsecho: cannot install signal handlers: {e}");
         std::process::exit(1);
     }

@@ -37,6 +37,42 @@ pub mod names {
     pub const ACCEPT_EMFILE: &str = "wsecho_accept_fd_exhausted_total";
     /// Counter: pings sent by the server.
     pub const PINGS: &str = "wsecho_pings_sent_total";
+    /// Counter: completed TLS handshakes, labels `version` (1.2, 1.3) and `resumed` (true, false).
+    pub const TLS_HANDSHAKES: &str = "wsecho_tls_handshakes_total";
+    /// Counter: TLS connections that failed, label `reason`.
+    pub const TLS_FAILURES: &str = "wsecho_tls_failures_total";
+    /// Counter: handshake reads put off to the next reactor turn (the per-turn handshake budget).
+    pub const TLS_DEFERRED: &str = "wsecho_tls_handshakes_deferred_total";
+}
+
+/// Why a TLS connection failed (the `reason` label of `wsecho_tls_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The handshake failed in rustls (not TLS, a bad or truncated ClientHello, no common
+    /// parameters, a bad Finished...).
+    Protocol,
+    /// The peer closed (or sent `close_notify`) before the handshake was done.
+    Eof,
+    /// An established connection sent a record that failed authentication, was too long or of a
+    /// type not allowed.
+    Record,
+    /// The peer sent a fatal alert.
+    Alert,
+}
+
+impl TlsFailure {
+    /// Every reason, in rendering order.
+    pub const ALL: [TlsFailure; 4] = [TlsFailure::Protocol, TlsFailure::Eof, TlsFailure::Record, TlsFailure::Alert];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::Protocol => "handshake",
+            TlsFailure::Eof => "eof_in_handshake",
+            TlsFailure::Record => "bad_record",
+            TlsFailure::Alert => "peer_alert",
+        }
+    }
 }
 
 /// Close codes counted individually; anything else is counted under "other".
@@ -71,6 +107,12 @@ pub struct Metrics {
     pub accept_emfile: u64,
     /// Server pings.
     pub pings: u64,
+    /// Completed TLS handshakes: [1.2 full, 1.2 resumed, 1.3 full, 1.3 resumed].
+    pub tls_handshakes: [u64; 4],
+    /// Failed TLS connections, indexed like [`TlsFailure::ALL`].
+    pub tls_failures: [u64; TlsFailure::ALL.len()],
+    /// Handshake reads put off to the next turn.
+    pub tls_deferred: u64,
 }
 
 impl Metrics {
@@ -85,6 +127,18 @@ impl Metrics {
     pub fn timed_out(&mut self, kind: TimerKind) {
         if let Some(i) = kind.index() {
             self.timeouts[i] += 1;
+        }
+    }
+
+    /// Counts a completed TLS handshake.
+    pub fn tls_handshake(&mut self, tls13: bool, resumed: bool) {
+        self.tls_handshakes[usize::from(tls13) * 2 + usize::from(resumed)] += 1;
+    }
+
+    /// Counts a failed TLS connection.
+    pub fn tls_failed(&mut self, f: TlsFailure) {
+        if let Some(i) = TlsFailure::ALL.iter().position(|&x| x == f) {
+            self.tls_failures[i] += 1;
         }
     }
 
@@ -115,6 +169,13 @@ impl Metrics {
         }
         self.accept_emfile += o.accept_emfile;
         self.pings += o.pings;
+        for (a, b) in self.tls_handshakes.iter_mut().zip(o.tls_handshakes) {
+            *a += b;
+        }
+        for (a, b) in self.tls_failures.iter_mut().zip(o.tls_failures) {
+            *a += b;
+        }
+        self.tls_deferred += o.tls_deferred;
     }
 
     /// Writes the Prometheus text exposition (format 0.0.4).
@@ -163,7 +224,17 @@ impl Metrics {
             writeln!(w, "{TIMEOUTS}{{kind=\"{}\"{after}}} {v}", k.label())?;
         }
         simple(w, ACCEPT_EMFILE, "counter", "accept() failures for lack of file descriptors.", self.accept_emfile)?;
-        simple(w, PINGS, "counter", "Pings sent by the server.", self.pings)
+        simple(w, PINGS, "counter", "Pings sent by the server.", self.pings)?;
+        writeln!(w, "# HELP {TLS_HANDSHAKES} Completed TLS handshakes.\n# TYPE {TLS_HANDSHAKES} counter")?;
+        for (i, v) in self.tls_handshakes.iter().enumerate() {
+            let (version, resumed) = (if i >= 2 { "1.3" } else { "1.2" }, i % 2 == 1);
+            writeln!(w, "{TLS_HANDSHAKES}{{version=\"{version}\",resumed=\"{resumed}\"{after}}} {v}")?;
+        }
+        writeln!(w, "# HELP {TLS_FAILURES} Failed TLS connections by reason.\n# TYPE {TLS_FAILURES} counter")?;
+        for (f, v) in TlsFailure::ALL.iter().zip(self.tls_failures) {
+            writeln!(w, "{TLS_FAILURES}{{reason=\"{}\"{after}}} {v}", f.label())?;
+        }
+        simple(w, TLS_DEFERRED, "counter", "TLS handshake reads put off to the next turn.", self.tls_deferred)
     }
 }
 

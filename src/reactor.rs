@@ -19,6 +19,8 @@ use crate::metrics::MetricsBoard;
 use crate::notify::Notifier;
 use crate::shared::Shared;
 use crate::timer::{TimerKind, Timers};
+use crate::tls::config::TlsSource;
+use crate::tls::session::Tls;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -151,7 +153,18 @@ impl Reactor {
     /// Binds `cfg.listen` as the server does (`listener::bind_listener`) and prepares the loop.
     pub fn bind(cfg: &Config) -> io::Result<Reactor> {
         let listener = crate::listener::bind_listener(cfg.listen, cfg.reuse_port)?;
-        Reactor::with_listener(cfg, listener, Control::new(), None)
+        let mut r = Reactor::with_listener(cfg, listener, Control::new(), None)?;
+        if let Some(files) = &cfg.tls {
+            r.set_tls(TlsSource::open(files.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
+        }
+        Ok(r)
+    }
+
+    /// Makes the listener speak TLS with the configuration `source` holds (re-read when it is
+    /// reloaded). The configuration must have been built with `tls` set (buffer sizes).
+    pub fn set_tls(&mut self, source: Arc<TlsSource>) {
+        let staging = self.shared.staging();
+        self.shared.tls = Some(Box::new(Tls::new(source, staging)));
     }
 
     /// Prepares the loop around an already bound, listening, non-blocking socket (socket
@@ -335,6 +348,9 @@ impl Reactor {
         }
         self.events = events;
         // The read phase: one read budget per queued connection, in queue order.
+        if let Some(t) = self.shared.tls.as_mut() {
+            t.new_turn();
+        }
         let mut ready = std::mem::take(&mut self.ready);
         for &k in &ready {
             // Not in the set any more: closed since it was queued (its key may be reused).
@@ -505,15 +521,29 @@ impl Reactor {
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let tls = match self.shared.tls.as_mut() {
+            Some(t) => match t.start() {
+                Some(slot) => Some(slot),
+                None => return,
+            },
+            None => None,
+        };
         let entry = self.conns.vacant_entry();
         let k = entry.key();
         self.queued.reserve(k);
         if let Err(e) = self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE) {
             warn!("register {peer}: {e}");
+            if let (Some(t), Some(mut slot)) = (self.shared.tls.as_mut(), tls) {
+                t.release(&mut slot);
+            }
             return;
         }
         let overloaded = self.conns.len() >= self.max_connections;
-        self.conns.insert(Connection::new(stream, overloaded));
+        let mut conn = Connection::new(stream, overloaded);
+        if let Some(slot) = tls {
+            conn.set_tls(slot);
+        }
+        self.conns.insert(conn);
         let now = self.shared.now_ms;
         self.timers.arm(&mut self.conns, k, TimerKind::Handshake, now);
         self.shared.metrics.accepted += 1;

@@ -12,6 +12,7 @@ use crate::metrics::{Metrics, MetricsBoard};
 use crate::notify::{Notifier, Systemd};
 use crate::reactor::{Control, Reactor};
 use crate::scrape;
+use crate::tls::config::TlsSource;
 use log::{info, warn};
 use mio::net::TcpListener;
 use std::io;
@@ -72,6 +73,8 @@ pub struct Server {
     local: SocketAddr,
     /// `--metrics-listen`: bound, served from [`Server::run`], with its `process` label.
     metrics: Option<(scrape::Endpoint, String, String)>,
+    /// `--tls-cert`: the configuration the reactors' handshakes use (`SIGHUP` reloads it).
+    tls: Option<Arc<TlsSource>>,
 }
 
 impl Server {
@@ -86,6 +89,13 @@ impl Server {
     pub fn bind_with(cfg: &Config, sd: &Systemd) -> io::Result<Server> {
         let control = Control::new();
         let board = Arc::new(MetricsBoard::new(cfg.threads));
+        // Certificate and key first: a bad pair is a configuration error (InvalidInput: exit 2).
+        let tls = match &cfg.tls {
+            Some(files) => {
+                Some(TlsSource::open(files.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?)
+            }
+            None => None,
+        };
         let listeners = listeners(cfg, sd)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
         // `--metrics-listen`: bound now so that a bad address fails start-up; the `process` label
@@ -106,13 +116,17 @@ impl Server {
         let publish = listeners.len() > 1 || metrics.is_some();
         for (i, l) in listeners.into_iter().enumerate() {
             let slot = publish.then(|| (board.clone(), i));
-            reactors.push(Reactor::with_listener(cfg, l, control.clone(), slot)?);
+            let mut r = Reactor::with_listener(cfg, l, control.clone(), slot)?;
+            if let Some(t) = &tls {
+                r.set_tls(t.clone());
+            }
+            reactors.push(r);
         }
         let local = reactors[0].local_addr();
         if let Some(w) = sd.watchdog {
             reactors[0].set_watchdog(w, sd.notifier());
         }
-        Ok(Server { reactors, control, board, local, metrics })
+        Ok(Server { reactors, control, board, local, metrics, tls })
     }
 
     /// The `--metrics-listen` address as bound (useful with port 0).
@@ -123,6 +137,11 @@ impl Server {
     /// The listening address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The TLS configuration source (`--tls-cert`), for `SIGHUP` reloads.
+    pub fn tls(&self) -> Option<Arc<TlsSource>> {
+        self.tls.clone()
     }
 
     /// The shutdown switch.
@@ -169,13 +188,25 @@ impl Server {
 }
 
 /// Installs SIGTERM/SIGINT handling: the first signal sends `STOPPING=1` and starts a graceful
-/// shutdown, a second one exits at once (status 1).
-pub fn handle_signals(control: Arc<Control>, notifier: Notifier) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+/// shutdown, a second one exits at once (status 1). With `tls`, `SIGHUP` re-reads the
+/// certificate and key: new handshakes use the new pair, open connections keep theirs, a bad
+/// pair is logged and the old one kept.
+pub fn handle_signals(control: Arc<Control>, notifier: Notifier, tls: Option<Arc<TlsSource>>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new().name("wsecho-signals".into()).spawn(move || {
         let mut seen = 0;
         for sig in signals.forever() {
+            if sig == SIGHUP {
+                match &tls {
+                    Some(t) => match t.reload() {
+                        Ok(()) => info!("SIGHUP: TLS certificate and key reloaded"),
+                        Err(e) => warn!("SIGHUP: TLS reload failed, keeping the previous pair: {e}"),
+                    },
+                    None => info!("SIGHUP: nothing to reload (no --tls-cert)"),
+                }
+                continue;
+            }
             seen += 1;
             if seen == 1 {
                 info!("signal {sig}: graceful shutdown (a second signal exits at once)");

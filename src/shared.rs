@@ -14,6 +14,7 @@ use crate::deflate::negotiate::DeflateConfig;
 use crate::handshake::{MAX_HEAD, MAX_RESPONSE};
 use crate::metrics::{Metrics, MetricsBoard};
 use crate::pmd::Codecs;
+use crate::tls::session::Tls;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ pub const PAD: usize = 160;
 pub const CARRY_SIZE: usize = PAD;
 
 /// Most bytes one read can add to the output beyond the bytes it consumed (the header of a frame
-/// cut at the end, a close frame). Reads are sized so that the output buffer can always take it.
-pub const OUT_SLACK: usize = 512;
+/// cut at the end, a close frame: 512; TLS records sealing one read's output: under 512). Reads
+/// are sized so that the output buffer can always take it.
+pub const OUT_SLACK: usize = 1024;
 
 /// Longest text frame echoed as exactly one frame however reads cut it (binary frames keep their
 /// framing at any length). 64 KiB: the largest frame most clients and load generators send as one
@@ -85,6 +87,11 @@ pub struct Shared {
     pub deflate: DeflateConfig,
     /// Compression states lent to connections, and their scratch (`--deflate-recompress`).
     pub codecs: Codecs,
+    /// `--tls-cert`: the TLS sessions of this reactor's connections (set by the reactor).
+    pub tls: Option<Box<Tls>>,
+    /// Whether the last read filled what it asked for (so more may be waiting): set by every
+    /// read of a connection, plain or TLS.
+    pub read_full: bool,
 }
 
 impl Shared {
@@ -92,8 +99,10 @@ impl Shared {
     /// `board` (multi-threaded servers: the board and this reactor's slot).
     pub fn new(cfg: &Config, board: Option<(Arc<MetricsBoard>, usize)>) -> Shared {
         let read = cfg.read_buffer.max(MAX_HEAD);
+        // TLS reads a partial record and one more after it, whatever the budget.
+        let rlen = if cfg.tls.is_some() { read.max(Tls::MIN_READ_BUFFER) } else { read };
         Shared {
-            rbuf: vec![0u8; PAD + read].into_boxed_slice(),
+            rbuf: vec![0u8; PAD + rlen].into_boxed_slice(),
             out: Vec::with_capacity(read + FRAME_BOUND + OUT_SLACK + MAX_RESPONSE),
             body: Vec::new(),
             carry_pool: Pool::new(CARRY_SIZE, 4096),
@@ -111,7 +120,14 @@ impl Shared {
             idle_ms: cfg.idle_timeout.map(millis),
             deflate: cfg.deflate,
             codecs: Codecs::new(cfg.deflate_recompress),
+            tls: None,
+            read_full: false,
         }
+    }
+
+    /// The capacity of the staging buffer [`Shared::out`] (what TLS sealing must take).
+    pub fn staging(&self) -> usize {
+        self.out.capacity()
     }
 
     /// `--write-buffer` as used: the most output one connection may queue (at least
