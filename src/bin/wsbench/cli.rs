@@ -261,7 +261,7 @@ SCALE:
 OUTPUT:
         --json FILE            also write the result as JSON, with both histograms (HdrHistogram
                                V2, base64), all counts and the timing window in Unix ns: the input
-                               of `wsbench merge`
+                               of `wsbench merge`. FILE `-`: to stdout, after the table
 
 MERGE (results of shards run on several hosts or processes):
     wsbench merge [--json OUT] A.json B.json ...

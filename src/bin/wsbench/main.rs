@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         );
     }
     if let Some(path) = &cfg.json {
-        if let Err(e) = std::fs::write(path, report::json(&cfg, &stats, 1)) {
+        if let Err(e) = sys::write_output(path, &report::json(&cfg, &stats, 1)) {
             eprintln!("wsbench: cannot write {}: {e}", path.display());
             return ExitCode::from(1);
         }

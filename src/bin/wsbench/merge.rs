@@ -37,7 +37,7 @@ Every file must have the same schema and workload (mode, url, size, text kind, d
 pipeline, fidelity, duration, warm-up, soak's options); connections, rates and processes may
 differ and are summed.
 
-    --json OUT     also write the merged result as JSON
+    --json OUT     also write the merged result as JSON (`-`: to stdout, after the table)
     -q, --quiet    no notes on stderr about the windows
     -h, --help     print this help
 
@@ -229,7 +229,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, MergeError> {
         let _ = o.flush();
     }
     if let Some(path) = &out {
-        if let Err(e) = std::fs::write(path, report::json(&m.cfg, &m.stats, m.shards)) {
+        if let Err(e) = crate::sys::write_output(path, &report::json(&m.cfg, &m.stats, m.shards)) {
             eprintln!("wsbench merge: cannot write {}: {e}", path.display());
             return Ok(ExitCode::from(1));
         }

@@ -1,6 +1,7 @@
 //! Process-wide OS plumbing that every layer may use: the monotonic clock all timestamps come
 //! from ([`now_ns`]) and its one mapping to Unix time ([`unix_ns_of`], [`mono_of_unix_ns`], for
-//! `--start-at` and the timing window in `--json`), the stop flag that SIGINT/SIGTERM set ([`stop_requested`]), and blocking
+//! `--start-at` and the timing window in `--json`), where `--json` output goes
+//! ([`write_output`]), the stop flag that SIGINT/SIGTERM set ([`stop_requested`]), and blocking
 //! writes to a pipe ([`write_all_fd`]).
 //!
 //! A leaf: it imports nothing from the rest of `wsbench`, so the loops, the connections, the
@@ -100,6 +101,18 @@ pub fn install_signal_handlers() {
 /// A stop was requested (signal).
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
+}
+
+/// Writes `text` to the file `path`, or to stdout when `path` is `-` (`--json -`: the result
+/// after the table, e.g. for `kubectl logs`).
+pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    if path.as_os_str() == "-" {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        return out.flush();
+    }
+    std::fs::write(path, text)
 }
 
 /// Writes all of `bytes` to a blocking fd (retrying on EINTR); errors are ignored (the reader
