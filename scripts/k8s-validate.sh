@@ -17,10 +17,18 @@
 #    escalation, capabilities drop ALL; the memory request covers --max-connections at ~4.1 KiB
 #    per idle connection + 16 MiB; the prometheus.io annotations and the ServiceMonitor name the
 #    real port and --metrics-path; the Containerfile exposes that port and stops with SIGTERM.
+#    wsbench-job.yaml (the load side, not in the kustomization): an Indexed batch/v1 Job whose
+#    shards all run at once (parallelism = completions), are not retried (backoffLimit 0,
+#    restartPolicy Never), start together (--start-at from an env var), hand their JSON out on
+#    stdout (--json -), target the Service by its name and port, share one workload, and run
+#    as non-root with a read-only root and no capabilities. When target/release/wsbench is built
+#    (.ci/run runs cargo test first), the Job's args are given to it with a past --start-at and
+#    127.0.0.1 for the Service's name: it must refuse exactly the time (exit 2), so every other
+#    flag parsed.
 # 3. kubectl kustomize deploy/kubernetes (offline), when kubectl is installed: the kustomization
 #    builds, and yields the Deployment, the Service and the PDB.
 # 4. Negative controls: a misspelled field must fail step 1, and a grace period shorter than
-#    preStop + shutdown must fail step 2.
+#    preStop + shutdown, and a Job running fewer shards at once than it has, must fail step 2.
 #
 # When kubernetes-validate cannot be installed (no PyPI), step 1 is skipped with one line that
 # says so ("FALLBACK: ... structural checks only") and steps 2-4 run with PyYAML (from the
@@ -44,7 +52,7 @@ while [ $# -gt 0 ]; do
 done
 
 dir=$repo/deploy/kubernetes
-schema_files=("$dir/deployment.yaml" "$dir/service.yaml" "$dir/pdb.yaml")
+schema_files=("$dir/deployment.yaml" "$dir/service.yaml" "$dir/pdb.yaml" "$dir/wsbench-job.yaml")
 kv_version=1.37.0
 venv=${XDG_CACHE_HOME:-$HOME/.cache}/wsecho/k8s-validate-venv
 passed=0
@@ -210,6 +218,42 @@ check(ru.get("maxUnavailable") == 0 and ru.get("maxSurge", 0) != 0, "rolling upd
 cf = open(containerfile).read()
 check(re.search(r"^STOPSIGNAL\s+SIGTERM\s*$", cf, re.M), "Containerfile: STOPSIGNAL SIGTERM")
 check(re.search(rf"^EXPOSE\s+{port}\b", cf, re.M), f"Containerfile: EXPOSE {port}")
+
+# The load side: wsbench-job.yaml.
+job = load("wsbench-job.yaml")
+check((job["apiVersion"], job["kind"]) == ("batch/v1", "Job"), "wsbench-job.yaml is a batch/v1 Job")
+check("wsbench-job.yaml" not in kus.get("resources", []), "wsbench-job.yaml is not in the kustomization (run on purpose)")
+js = job["spec"]
+check(js.get("completionMode") == "Indexed" and js.get("completions", 1) > 1, f"Job: Indexed, {js.get('completions')} shards")
+check(js.get("parallelism", 1) == js.get("completions", 1),
+      f"Job: parallelism {js.get('parallelism', 1)} = completions {js.get('completions', 1)} (every shard up at --start-at)")
+jpod = js["template"]["spec"]
+check(js.get("backoffLimit") == 0 and jpod.get("restartPolicy") == "Never",
+      "Job: backoffLimit 0, restartPolicy Never (a retried shard would measure another window)")
+(jc,) = jpod["containers"]
+jargs = jc.get("args", [])
+env = {e["name"]: e for e in jc.get("env", [])}
+def jflag(name):
+    vals = [a.split("=", 1)[1] for a in jargs if a.startswith(name + "=")]
+    vals += [jargs[i + 1] for i, a in enumerate(jargs[:-1]) if a == name]
+    return vals[0] if len(vals) == 1 else None
+sa = jflag("--start-at") or ""
+m = re.fullmatch(r"\$\((\w+)\)", sa)
+check(m and m.group(1) in env, f"Job: --start-at {sa} comes from the container's env")
+check(jflag("--json") == "-", "Job: --json - (each shard's JSON in its log, after its table)")
+urls = [a for a in jargs if a.startswith("ws://") or a.startswith("wss://")]
+um = re.fullmatch(r"wss?://([^:/]+):(\d+)/.*", urls[0]) if len(urls) == 1 else None
+host_ok = um and um.group(1).split(".")[0] == svc["metadata"]["name"]
+port_ok = um and int(um.group(2)) in [p["port"] for p in svc["spec"]["ports"]]
+check(host_ok and port_ok, f"Job: targets the Service {svc['metadata']['name']} on its port ({urls[0] if urls else 'no URL'})")
+check(all(re.fullmatch(r"\$\((\w+)\)", v) is None or re.fullmatch(r"\$\((\w+)\)", v).group(1) in env
+          for a in jargs for v in re.findall(r"\$\(\w+\)", a)),
+      "Job: every $(VAR) in args is defined in env")
+jpsc, jcsc = jpod.get("securityContext", {}), jc.get("securityContext", {})
+check(jpsc.get("runAsNonRoot") is True and jcsc.get("readOnlyRootFilesystem") is True
+      and jcsc.get("allowPrivilegeEscalation") is False and "ALL" in jcsc.get("capabilities", {}).get("drop", []),
+      "Job: non-root, read-only root, no privilege escalation, capabilities drop ALL")
+check("cpu" in jc.get("resources", {}).get("requests", {}), "Job: a CPU request per shard")
 sys.exit(0 if all(results) else 1)
 EOF
 
@@ -224,6 +268,26 @@ while IFS= read -r line; do
         *) bad "checker: $line" ;;
     esac
 done <"$tmp/check.out"
+
+wsbench=$repo/target/release/wsbench
+if [ -x "$wsbench" ]; then
+    # The Service's name resolves only in a cluster: 127.0.0.1 stands in for it.
+    mapfile -t jargs < <("$py" -c 'import re, sys, yaml
+(c,) = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"]
+for a in c["args"]:
+    print(re.sub(r"^(wss?://)[^:/]+", r"\g<1>127.0.0.1", a.replace("$(START_AT)", "1")))' "$dir/wsbench-job.yaml")
+    set +e
+    err=$(timeout 10 "$wsbench" "${jargs[@]}" 2>&1 >/dev/null)
+    rc=$?
+    set -e
+    if [ "$rc" = 2 ] && [[ $err == *"--start-at is "*" in the past"* ]]; then
+        ok "Job: wsbench accepts its args (a past --start-at is all it refuses)"
+    else
+        bad "Job: wsbench ${jargs[*]}: exit $rc: $err"
+    fi
+else
+    log "  skip  the Job's args through wsbench: target/release/wsbench not built"
+fi
 
 # ---- 3. kustomize -----------------------------------------------------------------------------
 if command -v kubectl >/dev/null 2>&1; then
@@ -257,6 +321,15 @@ if "$py" "$tmp/check.py" "$tmp/neg" "$repo/Containerfile" >"$tmp/neg.out" 2>&1; 
     bad "negative control: terminationGracePeriodSeconds 15 passed the cross-checks"
 elif grep -q '^FAIL  terminationGracePeriodSeconds 15' "$tmp/neg.out" && [ "$(grep -c '^FAIL' "$tmp/neg.out")" = 1 ]; then
     ok "negative control: terminationGracePeriodSeconds 15 fails exactly that cross-check"
+else
+    bad "negative control: unexpected result: $(grep '^FAIL' "$tmp/neg.out" | head -2 | tr '\n' ' ')"
+fi
+cp "$dir"/*.yaml "$tmp/neg/"
+sed -i 's/^  parallelism: [0-9]*/  parallelism: 2/' "$tmp/neg/wsbench-job.yaml"
+if "$py" "$tmp/check.py" "$tmp/neg" "$repo/Containerfile" >"$tmp/neg.out" 2>&1; then
+    bad "negative control: a Job with parallelism 2 passed the cross-checks"
+elif grep -q '^FAIL  Job: parallelism 2 = completions' "$tmp/neg.out" && [ "$(grep -c '^FAIL' "$tmp/neg.out")" = 1 ]; then
+    ok "negative control: a Job with parallelism 2 < completions fails exactly that cross-check"
 else
     bad "negative control: unexpected result: $(grep '^FAIL' "$tmp/neg.out" | head -2 | tr '\n' ' ')"
 fi
