@@ -8,6 +8,8 @@
 //!
 //! fastwebsockets writes each frame straight to the socket (`write_all`, or `writev` for payloads
 //! over 1 KiB) — it has no feed/flush batching for a plain TCP stream, so that is what runs here.
+//! With `--tls-cert/--tls-key` hyper serves a tokio-rustls stream instead (`wsecho_peers::serve`);
+//! everything after the upgrade is the same code.
 
 use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
 use http_body_util::Empty;
@@ -15,17 +17,21 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 const NAME: &str = "peer-fastwebsockets";
 
 fn main() {
-    wsecho_peers::serve(NAME, "fastwebsockets WebSocket echo server", |stream| async move {
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let conn = http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades();
-        if let Err(e) = conn.await {
-            log_err(&e);
-        }
-    })
+    wsecho_peers::serve(NAME, "fastwebsockets WebSocket echo server", connection, connection)
+}
+
+/// One connection, plain or TLS: hyper serves the upgrade request on it.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let conn = http1::Builder::new().serve_connection(io, service_fn(server_upgrade)).with_upgrades();
+    if let Err(e) = conn.await {
+        log_err(&e);
+    }
 }
 
 async fn server_upgrade(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {

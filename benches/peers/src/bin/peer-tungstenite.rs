@@ -3,14 +3,15 @@
 //! `accept_async_with_config` does the upgrade; every text/binary message is echoed with the same
 //! opcode; tungstenite answers pings and the close handshake by itself. Configuration is the
 //! library's default except `max_message_size` = 16 MiB (wsecho's default; tungstenite's own is
-//! 64 MiB). `max_frame_size` is already 16 MiB by default.
+//! 64 MiB). `max_frame_size` is already 16 MiB by default. With `--tls-cert/--tls-key` the same
+//! loop runs over a tokio-rustls stream (`wsecho_peers::serve`).
 
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{ready, Poll};
 
 use futures_util::{Sink, Stream};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
@@ -18,19 +19,22 @@ use tokio_tungstenite::WebSocketStream;
 const NAME: &str = "peer-tungstenite";
 
 fn main() {
-    wsecho_peers::serve(NAME, "tokio-tungstenite WebSocket echo server", |stream| async move {
-        let config = WebSocketConfig::default().max_message_size(Some(wsecho_peers::MAX_MESSAGE_SIZE));
-        match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
-            Ok(ws) => {
-                if let Err(e) = echo(ws).await {
-                    if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-                        log_err(&e);
-                    }
+    wsecho_peers::serve(NAME, "tokio-tungstenite WebSocket echo server", connection, connection)
+}
+
+/// One connection, plain or TLS: the upgrade, then the echo loop.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
+    let config = WebSocketConfig::default().max_message_size(Some(wsecho_peers::MAX_MESSAGE_SIZE));
+    match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
+        Ok(ws) => {
+            if let Err(e) = echo(ws).await {
+                if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+                    log_err(&e);
                 }
             }
-            Err(e) => log_err(&e),
         }
-    })
+        Err(e) => log_err(&e),
+    }
 }
 
 /// Echo loop: the split-free equivalent of `read.filter(is_data).forward(write)`.
@@ -44,7 +48,7 @@ fn main() {
 /// sink is not ready (the socket would block and tungstenite's buffer is over its size) nothing
 /// more is read. tungstenite itself flushes once its write buffer passes 128 KiB (its default
 /// `write_buffer_size`), and writes queued pongs/close replies on the next read or flush.
-async fn echo(mut ws: WebSocketStream<TcpStream>) -> Result<(), WsError> {
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) -> Result<(), WsError> {
     poll_fn(|cx| loop {
         ready!(Pin::new(&mut ws).poll_ready(cx))?;
         match Pin::new(&mut ws).poll_next(cx) {
