@@ -24,6 +24,14 @@
 #                            expects K echoes; its Msg/sec counts rounds of K messages;
 #                            LOAD_TEST_PROBE=1 learns the echo's length from one probe message first
 #                            (a server that echoes compressed frames)
+# and, when OpenSSL's headers are installed (`apt-get install libssl-dev`; otherwise skipped with
+# one line), the same three against a second uSockets build with OpenSSL (as its Makefile's
+# WITH_OPENSSL=1: -DLIBUS_USE_OPENSSL, src/crypto/*.cpp as C++17, -lssl -lcrypto), for wss://:
+#   DIR/uws-echo-tls         `uws-echo-tls --listen 127.0.0.1:PORT --tls-cert PEM --tls-key PEM
+#                            [--tls-low-memory]` (uWS::SSLApp)
+#   DIR/load_test_tls, DIR/load_test_pipelined_tls
+#                            as above; pass 1 as load_test's `ssl` argument (uSockets' client
+#                            context without a CA: the certificate is not verified)
 #
 # --print-dir prints DIR (after building) on stdout, alone, for other scripts.
 # Rebuilds only when a source is newer than the binary.
@@ -103,6 +111,39 @@ if stale "$OUTDIR/load_test_pipelined" "$PIPE_SRC" "$UWS/benchmarks/load_test.c"
     say "== building load_test_pipelined"
     gcc "${CFLAGS[@]}" -I"$UWS/benchmarks" "$PIPE_SRC" "${US_OBJS[@]}" -lz -o "$OUTDIR/load_test_pipelined" \
         || die "load_test_pipelined build failed"
+fi
+
+# The OpenSSL build (wss://), into OUTDIR/obj-ssl.
+if printf '#include <openssl/ssl.h>\n' | gcc -E -x c - >/dev/null 2>&1; then
+    SSL_FLAGS=(-O3 -DLIBUS_USE_OPENSSL -Wno-deprecated-declarations -I"$US/src")
+    mkdir -p "$OUTDIR/obj-ssl"
+    if stale "$OUTDIR/obj-ssl/.built" "${US_SRCS[@]}" "$US"/src/crypto/*.cpp; then
+        say "== building uSockets with OpenSSL"
+        rm -f "$OUTDIR"/obj-ssl/*.o
+        (cd "$OUTDIR/obj-ssl" && gcc "${SSL_FLAGS[@]}" -std=c11 -c "${US_SRCS[@]}" \
+            && g++ "${SSL_FLAGS[@]}" -std=c++17 -c "$US"/src/crypto/*.cpp) || die "uSockets (OpenSSL) build failed"
+        : >"$OUTDIR/obj-ssl/.built"
+    fi
+    SSL_OBJS=("$OUTDIR"/obj-ssl/*.o)
+    SSL_LIBS=(-lssl -lcrypto -lstdc++ -lz)
+    if stale "$OUTDIR/uws-echo-tls" "$ECHO_SRC" "$OUTDIR/obj-ssl/.built" "$UWS"/src/*.h; then
+        say "== building uws-echo-tls"
+        g++ "${SSL_FLAGS[@]}" -std=c++20 -I"$UWS/src" "$ECHO_SRC" "${SSL_OBJS[@]}" "${SSL_LIBS[@]}" -o "$OUTDIR/uws-echo-tls" \
+            || die "uws-echo-tls build failed"
+    fi
+    if stale "$OUTDIR/load_test_tls" "$UWS/benchmarks/load_test.c" "$OUTDIR/obj-ssl/.built"; then
+        say "== building load_test_tls"
+        gcc "${SSL_FLAGS[@]}" "$UWS/benchmarks/load_test.c" "${SSL_OBJS[@]}" "${SSL_LIBS[@]}" -o "$OUTDIR/load_test_tls" \
+            || die "load_test_tls build failed"
+    fi
+    if stale "$OUTDIR/load_test_pipelined_tls" "$PIPE_SRC" "$UWS/benchmarks/load_test.c" "$OUTDIR/obj-ssl/.built"; then
+        say "== building load_test_pipelined_tls"
+        gcc "${SSL_FLAGS[@]}" -I"$UWS/benchmarks" "$PIPE_SRC" "${SSL_OBJS[@]}" "${SSL_LIBS[@]}" -o "$OUTDIR/load_test_pipelined_tls" \
+            || die "load_test_pipelined_tls build failed"
+    fi
+    say "== built with OpenSSL $(openssl version 2>/dev/null | awk '{ print $2 }'): $OUTDIR/uws-echo-tls $OUTDIR/load_test_tls $OUTDIR/load_test_pipelined_tls"
+else
+    say "== OpenSSL headers not found (apt-get install libssl-dev): uws-echo-tls and load_test_tls not built"
 fi
 
 echo "uWebSockets $(rev "$UWS"), uSockets $(rev "$US")" >"$OUTDIR/VERSION"
