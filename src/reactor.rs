@@ -69,6 +69,13 @@ impl Control {
     }
 }
 
+/// Graceful shutdown: close frames (1001) outstanding at once per reactor. The rest wait for
+/// earlier connections to finish their close handshake (or time out), so a reactor with many
+/// connections does not queue a close frame on every socket at once: on a host with a million
+/// connections that is a million receive buffers charged at once, over `tcp_mem`, and the
+/// kernel then drops the close replies (docs/million.md).
+pub const SHUTDOWN_WINDOW: usize = 1024;
+
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_PAUSE_MS: u32 = 100;
 
@@ -138,6 +145,8 @@ pub struct Reactor {
     /// Shutdown in progress: return once empty or at this deadline (ms).
     draining_until: Option<u32>,
     shutdown_ms: u32,
+    /// Connections still to be sent their 1001 (shutdown), at most [`SHUTDOWN_WINDOW`] ahead.
+    to_close: Vec<usize>,
     /// Next housekeeping (metrics publication, watchdog) and the watchdog interval.
     next_tick: Option<u32>,
     watchdog_ms: Option<u32>,
@@ -212,6 +221,7 @@ impl Reactor {
             idle: idle_ms.is_some(),
             draining_until: None,
             shutdown_ms: millis(cfg.shutdown_timeout),
+            to_close: Vec::new(),
             watchdog_ms,
             next_watchdog: 0,
             watchdog: Notifier::default(),
@@ -282,9 +292,22 @@ impl Reactor {
         }
         self.accept_paused_until = None;
         self.accept_again = false;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        info!("shutting down: closing {} connections (1001)", keys.len());
-        for k in keys {
+        // Last key first out of the stack: closes go out in accept order.
+        self.to_close = self.conns.iter().map(|(k, _)| k).collect();
+        self.to_close.reverse();
+        info!("shutting down: closing {} connections (1001)", self.to_close.len());
+        self.close_more(now);
+    }
+
+    /// Sends 1001 to the next connections in `to_close` while fewer than [`SHUTDOWN_WINDOW`] of
+    /// those already sent one are still open. (The listener is gone, so no key is reused; a key
+    /// whose connection ended by itself is skipped.)
+    fn close_more(&mut self, now: u32) {
+        while let Some(&k) = self.to_close.last() {
+            if self.conns.len() - self.to_close.len().min(self.conns.len()) >= SHUTDOWN_WINDOW {
+                return;
+            }
+            self.to_close.pop();
             self.shared.now_ms = now;
             let Some(conn) = self.conns.get_mut(k) else { continue };
             let before = conn.timer_kind(self.idle);
@@ -367,6 +390,8 @@ impl Reactor {
         }
         if self.control.is_shutdown() && self.draining_until.is_none() {
             self.begin_shutdown();
+        } else if !self.to_close.is_empty() {
+            self.close_more(now);
         }
         if self.next_tick.is_some_and(|t| now >= t) {
             self.housekeeping(now);

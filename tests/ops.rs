@@ -62,6 +62,44 @@ fn sigterm_style_shutdown_sends_1001_to_every_client() {
 }
 
 #[test]
+fn shutdown_sends_at_most_a_window_of_closes_ahead() {
+    use wsecho::reactor::SHUTDOWN_WINDOW;
+    let mut c = cfg();
+    c.close_timeout = Duration::from_secs(60);
+    c.shutdown_timeout = Duration::from_secs(60);
+    let server = Server::bind(&c).unwrap();
+    let addr = server.local_addr();
+    let control = server.control();
+    let runner = std::thread::spawn(move || server.run());
+    let n = SHUTDOWN_WINDOW + 100;
+    // Upgraded one after another: accepted (and closed) in this order.
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| handshake(addr)).collect();
+    control.shutdown();
+    // The first window gets its 1001 at once; nobody has answered yet.
+    for s in &mut clients[..SHUTDOWN_WINDOW] {
+        let f = read_frame(s);
+        assert_eq!((f.opcode, f.close_code()), (OP_CLOSE, Some(1001)));
+    }
+    // The rest get nothing until earlier close handshakes finish (close timeout: 60 s).
+    let last = clients.last_mut().unwrap();
+    last.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(last.read(&mut b).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    last.set_nonblocking(false).unwrap();
+    // Each answers and closes its end (the server lingers for that FIN): the next ones go out.
+    for mut s in clients.drain(..SHUTDOWN_WINDOW) {
+        s.write_all(&close_frame(Some(1001), b"")).unwrap();
+        assert_tcp_closed(&mut s);
+    }
+    for s in clients.iter_mut() {
+        expect_close(s, 1001);
+    }
+    drop(clients);
+    let m = runner.join().unwrap().unwrap();
+    assert_eq!((m.closes[1], m.open), (n as u64, 0));
+}
+
+#[test]
 fn shutdown_gives_up_after_the_timeout() {
     let mut c = cfg();
     c.shutdown_timeout = Duration::from_millis(300);
