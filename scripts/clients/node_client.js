@@ -3,6 +3,7 @@
 // least 1 KiB, so the 20-byte ones go out uncompressed). Run by scripts/clients.sh.
 //
 // Usage: node node_client.js WS_DIR WS_URL   (WS_DIR: where `ws` is installed, node_modules/ws)
+//        node node_client.js WS_DIR WSS_URL CA_FILE
 //
 // Sends text and binary messages of 20 B, 1 KiB and 1 MiB (compressible), one 64 KiB random
 // binary message and a text and a binary message of 3 fragments of 100 KiB, one at a time, then
@@ -11,10 +12,18 @@
 // an echo is compressed exactly when its message was sent compressed, with at least the 1 KiB and
 // 1 MiB messages compressed (calls of ws's PerMessageDeflate compress/decompress counted). Prints
 // one JSON line and exits 0 only when ok.
+//
+// Over wss (CA_FILE given): `ca:` that certificate only (Node's defaults otherwise: TLS 1.3,
+// hostname checked), ALPN http/1.1 offered; asserts TLS 1.3 and ALPN http/1.1 ("tls" in the
+// JSON). Then resumption: the session of that connection (`getSession()`, the ticket the server
+// sent) passed as `session:` to a second WebSocket, whose socket must report isSessionReused()
+// and echo 2 messages byte for byte ("resumed").
 'use strict';
 const path = require('path');
 const dir = path.resolve(process.argv[2]);
 const url = process.argv[3];
+const ca = process.argv[4] ? require('fs').readFileSync(process.argv[4]) : null;
+const tlsOpts = ca ? { ca, ALPNProtocols: ['http/1.1'] } : {};
 const WebSocket = require(path.join(dir, 'node_modules', 'ws'));
 const PMD = require(path.join(dir, 'node_modules', 'ws', 'lib', 'permessage-deflate.js'));
 const version = require(path.join(dir, 'node_modules', 'ws', 'package.json')).version;
@@ -75,7 +84,7 @@ function send(m) {
 }
 
 const res = { ok: false, version, extensions: null, header: null, messages: 0, payload_bytes: 0, error: null };
-const ws = new WebSocket(url, { perMessageDeflate: true, maxPayload: 0, handshakeTimeout: 10000 });
+const ws = new WebSocket(url, { perMessageDeflate: true, maxPayload: 0, handshakeTimeout: 10000, ...tlsOpts });
 const queue = [];
 let waiter = null;
 ws.on('upgrade', (r) => { res.header = r.headers['sec-websocket-extensions'] || null; });
@@ -99,6 +108,39 @@ function check(kind, part, [data, isBinary]) {
   res.messages++;
   res.payload_bytes += size(m);
 }
+function tlsInfo(sock) {
+  const got = `${sock.getProtocol()} ${sock.getCipher().standardName} ALPN ${sock.alpnProtocol}`;
+  if (sock.getProtocol() !== 'TLSv1.3' || sock.alpnProtocol !== 'http/1.1') throw new Error(`negotiated ${got}`);
+  return got;
+}
+// A second connection resuming `session`; 2 echoes over it.
+function resume(session) {
+  return new Promise((resolve, reject) => {
+    const w = new WebSocket(url, { perMessageDeflate: true, handshakeTimeout: 10000, ...tlsOpts, session });
+    const sent = ['resumed héllo', Buffer.alloc(2048, 0x5a)];
+    const got = [];
+    const t = setTimeout(() => reject(new Error('resumed connection: timed out (10 s)')), 10000);
+    w.on('error', (e) => reject(new Error(`resumed connection: ${e.message}`)));
+    w.on('open', () => {
+      try {
+        if (!w._socket.isSessionReused()) throw new Error('session not resumed (isSessionReused() false)');
+        res.resumed = `isSessionReused, ${tlsInfo(w._socket)}`;
+      } catch (e) { clearTimeout(t); reject(e); w.terminate(); return; }
+      for (const m of sent) w.send(m);
+    });
+    w.on('message', (data, isBinary) => {
+      got.push([data, isBinary]);
+      if (got.length < sent.length) return;
+      clearTimeout(t);
+      try {
+        sent.forEach((m, i) => check('resumed', m, got[i]));
+      } catch (e) { reject(e); w.terminate(); return; }
+      res.resumed += ', 2 echoes ok';
+      w.close(1000);
+      w.on('close', () => resolve());
+    });
+  });
+}
 function finish(code) {
   Object.assign(res, counts);
   console.log(JSON.stringify(res));
@@ -110,6 +152,7 @@ ws.on('close', (code, reason) => { if (!res.ok) { res.error = res.error || `clos
 ws.on('open', async () => {
   try {
     res.extensions = ws.extensions;
+    if (ca) res.tls = tlsInfo(ws._socket);
     if (!ws.extensions.includes('permessage-deflate') || !(res.header || '').includes('permessage-deflate')) {
       throw new Error(`permessage-deflate not negotiated (${ws.extensions} / ${res.header})`);
     }
@@ -124,6 +167,11 @@ ws.on('open', async () => {
     }
     if (counts.tx_compressed < expectCompressed) {
       throw new Error(`only ${counts.tx_compressed} messages sent compressed, expected at least ${expectCompressed}`);
+    }
+    if (ca) {
+      const session = ws._socket.getSession();
+      if (!session) throw new Error('no TLS session to resume (getSession() gave nothing)');
+      await resume(session);
     }
     res.ok = true;
     clearTimeout(timer);

@@ -3,6 +3,8 @@ compression, on by default: it offers `permessage-deflate; client_max_window_bit
 every message it sends). Run by scripts/clients.sh inside a venv that has `websockets`.
 
 Usage: py_client.py WS_URL
+       py_client.py WSS_URL CA_FILE 1.2|1.3
+
 
 Sends text and binary messages of 20 B, 1 KiB and 1 MiB (compressible: words with multi-byte
 characters, bytes from a 4-symbol alphabet), one 64 KiB random binary message and a text and a
@@ -18,7 +20,10 @@ wrapping the library's PerMessageDeflate.decode). Prints one JSON line:
 import asyncio
 import json
 import random
+import socket
+import ssl
 import sys
+import urllib.parse
 
 import websockets
 from websockets.asyncio.client import connect
@@ -87,12 +92,56 @@ def size(m):
     return len(m.encode() if isinstance(m, str) else m)
 
 
-async def main(url):
+def tls_context(ca, version):
+    ctx = ssl.create_default_context(cafile=ca)
+    v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+    ctx.minimum_version = ctx.maximum_version = v
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def check_tls(so, version):
+    """The negotiated parameters as one string; raises unless they are the ones asked for."""
+    got = f"{so.version()} {so.cipher()[0]} ALPN {so.selected_alpn_protocol()}"
+    if so.version() != "TLSv" + version or so.selected_alpn_protocol() != "http/1.1":
+        raise AssertionError(f"negotiated {got}, wanted TLSv{version} with ALPN http/1.1")
+    return got
+
+
+def resume(url, ctx, session, version):
+    """A second connection resuming `session`; 2 echoes over it. Returns a summary string, the
+    messages and their bytes."""
+    u = urllib.parse.urlsplit(url)
+    from websockets.sync.client import connect as sync_connect
+
+    raw = socket.create_connection((u.hostname, u.port), timeout=10)
+    tls = ctx.wrap_socket(raw, server_hostname=u.hostname, session=session)
+    if not tls.session_reused:
+        tls.close()
+        raise AssertionError(f"TLSv{version} session not resumed (session_reused False, ticket {session.has_ticket})")
+    got = check_tls(tls, version)
+    # The socket is already TLS: hand it to the client as a ws:// connection.
+    with sync_connect(f"ws://{u.netloc}{u.path or '/'}", sock=tls, max_size=None, open_timeout=10,
+                      close_timeout=5) as ws:
+        sent = ("resumed héllo", bytes(range(256)) * 8)
+        for m in sent:
+            ws.send(m)
+            if ws.recv(timeout=10) != m:
+                raise AssertionError("echo differs on the resumed connection")
+    return f"session_reused, {got}, 2 echoes ok", len(sent), sum(size(m) for m in sent)
+
+
+async def main(url, ca=None, version=None):
     msgs = messages()
     res = {"ok": False, "version": websockets.__version__, "extensions": None, "messages": 0,
            "payload_bytes": 0, "error": None}
+    kw, session = {}, None
+    if ca:
+        ctx = kw["ssl"] = tls_context(ca, version)
     try:
-        async with connect(url, max_size=None, open_timeout=10, close_timeout=5) as ws:
+        async with connect(url, max_size=None, open_timeout=10, close_timeout=5, **kw) as ws:
+            if ca:
+                res["tls"] = check_tls(ws.transport.get_extra_info("ssl_object"), version)
             res["extensions"] = ws.response.headers.get("Sec-WebSocket-Extensions")
             names = [e.name for e in ws.protocol.extensions]
             if "permessage-deflate" not in names or "permessage-deflate" not in (res["extensions"] or ""):
@@ -114,10 +163,16 @@ async def main(url):
                     raise AssertionError(f"pipelined {kind} {size(m)}: echo differs")
                 res["messages"] += 1
                 res["payload_bytes"] += size(m)
+            if ca:
+                session = ws.transport.get_extra_info("ssl_object").session
         if COUNTS["tx_compressed"] != res["messages"]:
             raise AssertionError(f"sent {COUNTS['tx_compressed']} of {res['messages']} messages compressed")
         if COUNTS["rx_compressed"] != res["messages"]:
             raise AssertionError(f"{COUNTS['rx_compressed']} of {res['messages']} echoes came back compressed")
+        if ca:
+            res["resumed"], n, b = await asyncio.to_thread(resume, url, ctx, session, version)
+            res["messages"] += n
+            res["payload_bytes"] += b
         res["ok"] = True
     except Exception as e:  # noqa: BLE001 - reported, exit status says it
         res["error"] = f"{type(e).__name__}: {e}"
@@ -127,4 +182,4 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1])))
+    sys.exit(asyncio.run(main(*sys.argv[1:4])))
