@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 struct Counting;
-/// Allocations per counted thread: slot 0 for the plain test's reactor, 1 for the deflate test's
-/// (the tests run in parallel; each counts only its own reactor).
-static ALLOCS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+/// Allocations per counted thread: slot 0 for the plain test's reactor, 1 for the deflate test's,
+/// 2 for the TLS test's (the tests run in parallel; each counts only its own reactor).
+static ALLOCS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 thread_local! {
     /// Which slot of [`ALLOCS`] this thread counts into (none: not counted).
     static COUNT_HERE: Cell<Option<usize>> = const { Cell::new(None) };
@@ -77,11 +77,11 @@ fn rsv_frame(fin: bool, rsv: u8, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u
 
 /// Reads one message, reassembling fragments: (opcode, payload). A control frame before any data
 /// frame is returned on its own; control frames between fragments are appended to `between`.
-fn read_message(s: &mut TcpStream) -> (u8, Vec<u8>) {
+fn read_message(s: &mut impl Read) -> (u8, Vec<u8>) {
     read_message_with(s, &mut Vec::new())
 }
 
-fn read_message_with(s: &mut TcpStream, between: &mut Vec<(u8, Vec<u8>)>) -> (u8, Vec<u8>) {
+fn read_message_with(s: &mut impl Read, between: &mut Vec<(u8, Vec<u8>)>) -> (u8, Vec<u8>) {
     let mut msg = Vec::new();
     let mut op = 0;
     loop {
@@ -143,7 +143,7 @@ fn upgrade_with(addr: std::net::SocketAddr, extra: &str) -> TcpStream {
 
 /// One round: each connection (on its own client thread) sends `m` messages of mixed shapes and
 /// checks every echo.
-fn round(conns: &mut [TcpStream], m: usize) {
+fn round<S: Read + Write + Send>(conns: &mut [S], m: usize) {
     std::thread::scope(|scope| {
         for (ci, s) in conns.iter_mut().enumerate() {
             scope.spawn(move || {
@@ -352,4 +352,81 @@ fn no_allocation_per_compressed_message() {
         drop(warm);
         drop(h);
     }
+}
+
+// ----- wss:// ----------------------------------------------------------------------------------
+
+/// A wss connection (rustls client, trusting `root`), upgraded.
+fn wss_upgrade(
+    addr: std::net::SocketAddr,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = rustls::StreamOwned::new(rustls::ClientConnection::new(cfg.clone(), name).unwrap(), sock);
+    let req = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let mut b = [0u8; 1];
+    while !resp.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        resp.push(b[0]);
+    }
+    assert!(resp.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&resp));
+    s
+}
+
+#[test]
+fn no_allocation_per_message_over_tls() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+    let dir = std::env::temp_dir().join(format!("wsecho-alloc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
+    let mut cfg = wsecho::config::Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.tls = Some(wsecho::tls::config::TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") });
+    let mut reactor = wsecho::reactor::Reactor::bind(&cfg).unwrap();
+    let addr = reactor.local_addr();
+    std::thread::spawn(move || {
+        COUNT_HERE.with(|c| c.set(Some(2)));
+        reactor.run()
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let n = 16;
+    let mut rounds = Vec::new();
+    for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[v])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        );
+        // Handshakes allocate (rustls' handshake state, per connection, not per message).
+        let mut warm = vec![wss_upgrade(addr, &client)];
+        round(&mut warm, 50);
+        let mut conns: Vec<_> = (0..n).map(|_| wss_upgrade(addr, &client)).collect();
+        round(&mut conns, 25); // pools reach the concurrency of a round
+        let a1 = ALLOCS[2].load(Ordering::Relaxed);
+        round(&mut conns, 400);
+        let a2 = ALLOCS[2].load(Ordering::Relaxed);
+        round(&mut conns, 400);
+        let a3 = ALLOCS[2].load(Ordering::Relaxed);
+        println!(
+            "{v:?}: allocations on the reactor thread per round of {} messages: {}, {}",
+            n * 80 * 12,
+            a2 - a1,
+            a3 - a2
+        );
+        rounds.push((a2 - a1, a3 - a2));
+        // The handshakes above were counted: the counter sees the reactor thread.
+        assert!(a1 > 0, "the counting allocator saw nothing on the reactor thread");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rounds, vec![(0, 0), (0, 0)], "allocations grew with the number of messages over TLS");
 }

@@ -568,3 +568,172 @@ fn encode(enc: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memsock::MemSocket;
+    use crate::tls::config::TlsFiles;
+    use rustls::pki_types::ServerName;
+    use std::io::Write;
+
+    const LO: usize = 160;
+
+    /// A server session and a rustls client with the handshake done over an in-memory socket.
+    struct Pair {
+        tls: Tls,
+        slot: u32,
+        sock: MemSocket,
+        client: rustls::ClientConnection,
+        rbuf: Vec<u8>,
+        out: Vec<u8>,
+        m: Metrics,
+        _dir: TempDir,
+    }
+
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn pair(tls13: bool) -> Pair {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+        let dir = std::env::temp_dir().join(format!("wsecho-session-{}-{tls13}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
+        let source = TlsSource::open(TlsFiles { cert: dir.join("c.pem"), key: dir.join("k.pem") }).unwrap();
+        let mut tls = Tls::new(source, 1 << 17);
+        let slot = tls.start().unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let v: &[&rustls::SupportedProtocolVersion] =
+            if tls13 { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS12] };
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::config::provider())
+            .with_protocol_versions(v)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut p = Pair {
+            tls,
+            slot,
+            sock: MemSocket::new(),
+            client,
+            rbuf: vec![0; LO + Tls::MIN_READ_BUFFER],
+            out: Vec::with_capacity(1 << 16),
+            m: Metrics::default(),
+            _dir: TempDir(dir),
+        };
+        for _ in 0..10 {
+            let mut w = Vec::new();
+            while p.client.wants_write() {
+                p.client.write_tls(&mut w).unwrap();
+            }
+            p.sock.push_input(&w);
+            let r = p.recv(4096);
+            assert!(matches!(r.io, Io::Blocked | Io::Retry), "{r:?}");
+            let out = std::mem::take(&mut p.out);
+            if !out.is_empty() {
+                p.client.read_tls(&mut &out[..]).unwrap();
+                p.client.process_new_packets().unwrap();
+            }
+            if !p.client.is_handshaking() && p.tls.is_open(p.slot) {
+                return p;
+            }
+        }
+        panic!("handshake did not complete");
+    }
+
+    impl Pair {
+        fn recv(&mut self, want: usize) -> Read {
+            let p = self;
+            p.tls.recv(p.slot, &p.sock, &mut p.rbuf, LO, want, &mut p.out, &mut p.m)
+        }
+
+        /// The client's records for `data`.
+        fn records(&mut self, data: &[u8]) -> Vec<u8> {
+            self.client.writer().write_all(data).unwrap();
+            let mut w = Vec::new();
+            while self.client.wants_write() {
+                self.client.write_tls(&mut w).unwrap();
+            }
+            w
+        }
+
+        /// Reads everything the socket holds, `want` bytes at a time, until it would block.
+        fn drain(&mut self, want: usize) -> Vec<u8> {
+            let mut got = Vec::new();
+            loop {
+                let r = self.recv(want);
+                match r.io {
+                    Io::Done(n) => {
+                        assert!(n <= want, "recv gave {n} > {want}");
+                        got.extend_from_slice(&self.rbuf[LO..LO + n]);
+                    }
+                    Io::Retry => {}
+                    Io::Blocked => return got,
+                    other => panic!("recv: {other:?} (failures {:?})", self.m.tls_failures),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn records_cut_at_every_byte_arrive_whole_and_in_order() {
+        for tls13 in [true, false] {
+            let mut p = pair(tls13);
+            // One record (every cut: header, body, tag) and two records (cuts around the boundary
+            // and, with a stride, everywhere), read with budgets small and large.
+            for (i, len) in [100usize, 16_384 + 300].into_iter().enumerate() {
+                let first = p.records(&vec![0; len]);
+                let wire_len = first.len();
+                p.sock.push_input(&first);
+                assert_eq!(p.drain(65_536), vec![0; len]);
+                // Every cut of a small record; for two records, every cut near the ends and the
+                // record boundary, and every 97th elsewhere.
+                let boundary = record_len(&first).unwrap();
+                let near = |c: usize| [0, boundary, wire_len].iter().any(|&e| c.abs_diff(e) <= 24);
+                let cuts: Vec<usize> = (0..=wire_len).filter(|&c| len < 1000 || near(c) || c % 97 == 0).collect();
+                for cut in cuts {
+                    let data: Vec<u8> = (0..len).map(|k| (k * 31 + cut + i) as u8).collect();
+                    let wire = p.records(&data);
+                    assert_eq!(wire.len(), wire_len);
+                    p.sock.push_input(&wire[..cut]);
+                    let mut got = p.drain(if cut % 2 == 0 { 7 } else { 65_536 });
+                    p.sock.push_input(&wire[cut..]);
+                    got.extend(p.drain(if cut % 3 == 0 { 4096 } else { 65_536 }));
+                    assert_eq!(got.len(), data.len(), "tls13={tls13} len={len} cut={cut}");
+                    assert!(got == data, "tls13={tls13} len={len} cut={cut}: bytes differ");
+                }
+            }
+            assert_eq!(p.tls.pool.outstanding, 0, "a carry buffer is still held between messages");
+        }
+    }
+
+    #[test]
+    fn close_notify_after_data_delivers_the_data_then_the_end() {
+        let mut p = pair(true);
+        let mut wire = p.records(b"last words");
+        p.client.send_close_notify();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut wire).unwrap();
+        }
+        p.sock.push_input(&wire);
+        // A read shorter than a record header may need another (`Retry`), like a short socket read.
+        let next = |p: &mut Pair, want| loop {
+            match p.recv(want).io {
+                Io::Retry => continue,
+                io => return io,
+            }
+        };
+        assert_eq!(next(&mut p, 4), Io::Done(4));
+        assert_eq!(&p.rbuf[LO..LO + 4], b"last");
+        assert_eq!(next(&mut p, 100), Io::Done(6));
+        assert_eq!(&p.rbuf[LO..LO + 6], b" words");
+        assert_eq!(next(&mut p, 100), Io::End);
+    }
+}
