@@ -1,5 +1,5 @@
 //! Command line of `wsbench`: the option set, its `--help` text, value parsing (counts, rates,
-//! probabilities, the `ws://` URL) and the checks that need nothing but the arguments.
+//! probabilities, the `ws://` / `wss://` URL) and the checks that need nothing but the arguments.
 //!
 //! Owns [`Config`], the immutable description of one run that every other module reads. The
 //! grammar of sizes and durations is not here but in the library (`wsecho::units`, shared with
@@ -64,6 +64,13 @@ impl TextKind {
     }
 }
 
+/// `--tls-version`: the one TLS version offered (both by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V12,
+    V13,
+}
+
 /// Everything one run needs to know, as given on the command line (with defaults filled in).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -73,10 +80,21 @@ pub struct Config {
     pub host_header: String,
     /// Host part of the URL (no brackets), to resolve.
     pub host: String,
-    /// Port from the URL (80 when absent).
+    /// Port from the URL (80, or 443 for `wss://`, when absent).
     pub port: u16,
     /// Request target, starting with `/`.
     pub path: String,
+    /// A `wss://` URL: every connection speaks TLS (see `tls`).
+    pub tls: bool,
+    /// `--insecure`: accept any server certificate (the handshake signature is still checked).
+    pub insecure: bool,
+    /// `--ca FILE`: trust the PEM certificates in FILE (instead of the system's CA bundle).
+    pub ca: Option<PathBuf>,
+    /// `--tls-version`: offer only this version; `None` = TLS 1.3 and 1.2.
+    pub tls_version: Option<TlsVersion>,
+    /// Resume TLS sessions (tickets or session IDs from earlier connections); off with
+    /// `--no-tls-resume`.
+    pub tls_resume: bool,
     pub mode: Mode,
     pub connections: usize,
     /// Connections that send messages (the rest stay idle); `connections` unless `--active`.
@@ -148,7 +166,8 @@ pub const HELP: &str = "\
 wsbench - load harness for WebSocket echo servers (mio, single-threaded by default)
 
 USAGE:
-    wsbench [OPTIONS] ws://HOST:PORT/PATH
+    wsbench [OPTIONS] ws://HOST[:PORT]/PATH
+    wsbench [OPTIONS] wss://HOST[:PORT]/PATH     (TLS; see TLS)
 
 MODES (--mode):
     echo   (default) closed loop: every active connection keeps --pipeline messages of --size
@@ -231,6 +250,19 @@ DEFLATE (--deflate):
     pass-through server) and their mean compressed size. Frame fidelity for compressed messages
     compares FIN, opcode and frame count but not lengths: a server that inflates and deflates
     again sends other bytes (and a compressed frame above 64 KiB may come back cut, as text).
+
+TLS (wss:// URLs; port 443 by default):
+        --ca FILE              trust the PEM certificate(s) in FILE (a self-signed server
+                               certificate or its CA)  [default: the system's CA bundle]
+        --insecure             accept any certificate and name (the handshake signature is still
+                               checked, so the handshake costs what a verified one does)
+        --tls-version V        1.2 | 1.3: offer only this version            [default: both]
+        --no-tls-resume        a full handshake for every connection (default: sessions are
+                               resumed from tickets or session IDs of earlier connections)
+    rustls with aws-lc-rs; ALPN http/1.1; SNI = the URL's host (none for an IP address, which is
+    checked against the certificate's IP SANs). The handshake time includes the TLS handshake
+    (TCP connect start to the verified 101); TLS failures are handshake failures named `tls: ...`
+    (e.g. `tls: invalid peer certificate: UnknownIssuer`: give --ca or --insecure).
 
 TIMING (seconds, fractions allowed, or with an s or ms suffix: 2.5, 500ms):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
@@ -357,6 +389,10 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
     let mut text = false;
     let mut text_kind = TextKind::Ascii;
     let mut deflate = false;
+    let mut insecure = false;
+    let mut ca: Option<PathBuf> = None;
+    let mut tls_version = None;
+    let mut tls_resume = true;
     let mut fragments: Option<usize> = None;
     let mut fidelity = true;
     let mut pipeline: Option<usize> = None;
@@ -410,6 +446,16 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
                 text = true;
             }
             Long("deflate") => deflate = true,
+            Long("insecure") => insecure = true,
+            Long("ca") => ca = Some(PathBuf::from(p.value()?)),
+            Long("tls-version") => {
+                tls_version = match p.value()?.string()?.as_str() {
+                    "1.2" => Some(TlsVersion::V12),
+                    "1.3" => Some(TlsVersion::V13),
+                    v => return Err(format!("--tls-version: '{v}' is not 1.2 or 1.3").into()),
+                }
+            }
+            Long("no-tls-resume") => tls_resume = false,
             Long("fragments") => fragments = Some(count(&mut p, "--fragments")?),
             Long("no-fidelity") => fidelity = false,
             Short('k') | Long("pipeline") => pipeline = Some(count(&mut p, "--pipeline")?),
@@ -456,6 +502,13 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
 
     let url = url.ok_or("missing the server URL (ws://HOST:PORT/PATH); see --help")?;
     let (host, port, host_header, path) = parse_url(&url)?;
+    let tls = url.starts_with("wss://");
+    if !tls && (insecure || ca.is_some() || tls_version.is_some() || !tls_resume) {
+        return Err("--ca, --insecure, --tls-version and --no-tls-resume apply to wss:// URLs".into());
+    }
+    if insecure && ca.is_some() {
+        return Err("--insecure and --ca exclude each other".into());
+    }
     let active = active.unwrap_or(if mode == Mode::Soak { connections.min(1000) } else { connections });
     if active > connections {
         return Err(format!("--active {active} is more than --connections {connections}").into());
@@ -517,6 +570,11 @@ fn parse(mut p: lexopt::Parser) -> Result<Parsed, UsageError> {
         host,
         port,
         path,
+        tls,
+        insecure,
+        ca,
+        tls_version,
+        tls_resume,
         mode,
         connections,
         active,
@@ -626,14 +684,15 @@ fn size_value(s: &str, name: &str) -> Result<usize, UsageError> {
     }
 }
 
-/// Splits `ws://host[:port][/path]` into (host, port, Host header, path).
+/// Splits `ws://host[:port][/path]` or `wss://...` into (host, port, Host header, path); the
+/// port is 80 or 443 when absent.
 pub fn parse_url(url: &str) -> Result<(String, u16, String, String), UsageError> {
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
-        return Err("wss:// (TLS) is not supported; use ws://".into());
+    let (rest, default_port) = if let Some(r) = url.strip_prefix("ws://") {
+        (r, 80)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (r, 443)
     } else {
-        return Err(format!("'{url}' is not a ws:// URL").into());
+        return Err(format!("'{url}' is not a ws:// or wss:// URL").into());
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -649,14 +708,14 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String, String), UsageError>
         let after = &r[end + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| format!("'{url}': bad port"))?,
-            None if after.is_empty() => 80,
+            None if after.is_empty() => default_port,
             None => return Err(format!("'{url}': bad authority").into()),
         };
         (host.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("'{url}': bad port '{p}'"))?),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() {
@@ -698,7 +757,9 @@ mod tests {
         let (h, p, _, _) = parse_url("ws://[::1]:81/").unwrap();
         assert_eq!((h.as_str(), p), ("::1", 81));
         assert!(parse_url("http://x/").is_err());
-        assert!(parse_url("wss://x/").is_err());
+        let (h, p, hh, _) = parse_url("wss://example.com/").unwrap();
+        assert_eq!((h.as_str(), p, hh.as_str()), ("example.com", 443, "example.com"));
+        assert_eq!(parse_url("wss://[::1]/").unwrap().1, 443);
         assert!(parse_url("ws://:80/").is_err());
         assert!(parse_url("ws://h:99999/").is_err());
     }
@@ -778,6 +839,21 @@ mod tests {
         }
         assert_eq!(cfg(&["--start-at", "1767225600.5", "ws://h:1/"]).start_at_unix_ns, Some(1_767_225_600_500_000_000));
         assert_eq!(cfg(&["ws://h:1/"]).start_at_unix_ns, None);
+    }
+
+    #[test]
+    fn tls_options() {
+        let c = cfg(&["wss://h/"]);
+        assert!(c.tls && !c.insecure && c.tls_resume && c.ca.is_none() && c.tls_version.is_none());
+        assert_eq!(c.port, 443);
+        assert!(!cfg(&["ws://h/"]).tls);
+        let c = cfg(&["--ca", "x.pem", "--tls-version", "1.2", "--no-tls-resume", "-m", "soak", "wss://h:1/"]);
+        assert_eq!(c.ca.as_deref(), Some(std::path::Path::new("x.pem")));
+        assert_eq!((c.tls_version, c.tls_resume), (Some(TlsVersion::V12), false));
+        assert_eq!(cfg(&["--insecure", "--tls-version", "1.3", "wss://h/"]).tls_version, Some(TlsVersion::V13));
+        assert!(parse_from(["--insecure", "ws://h/"]).is_err());
+        assert!(parse_from(["--ca", "x", "--insecure", "wss://h/"]).is_err());
+        assert!(parse_from(["--tls-version", "1.1", "wss://h/"]).is_err());
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //! `Conn::timed_out`.
 
 use flate2::{Decompress, FlushDecompress, Status};
-use mio::net::TcpStream;
 
 use crate::frag::{self, Data, Fidelity};
+use crate::tls::Stream;
 use crate::transport::{self, write_some, Hooks, Link, State};
 use crate::wire;
 use crate::workload::Workload;
@@ -173,7 +173,7 @@ pub struct EchoHooks {
 impl Conn {
     /// A connection whose TCP connect was just started.
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         index: u32,
         active: bool,
         in_flight: usize,

@@ -11,8 +11,9 @@
 //! modes' connection hooks) → `transport` (the connection machinery every mode shares);
 //! `monitor` (progress) and `stats` (results); and the leaves: `workload` (echo/rate messages),
 //! `payload` (soak's regenerated payloads), `frag` (fragmentation rules, frame fidelity), `wire`
-//! (WebSocket bytes), `net` (addresses, limits, sockets), `run` (shares, phases, live counters),
-//! `sys` (clock, stop flag, pipe writes) and `cli` (options).
+//! (WebSocket bytes), `net` (addresses, limits, sockets), `tls` (the `wss://` client
+//! configuration and the plain-or-TLS socket every connection uses), `run` (shares, phases, live
+//! counters), `sys` (clock, stop flag, pipe writes) and `cli` (options).
 
 mod cli;
 mod client;
@@ -30,6 +31,7 @@ mod soak;
 mod soak_conn;
 mod stats;
 mod sys;
+mod tls;
 mod transport;
 mod wire;
 mod worker;

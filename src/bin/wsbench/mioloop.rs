@@ -13,7 +13,6 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -22,6 +21,7 @@ use crate::net::{self, Plan};
 use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
 use crate::sys::{now_ns, stop_requested};
+use crate::tls::Stream;
 use crate::transport::{Conn, Ctx, Hooks, State};
 
 /// Token of a mode's timer (connections use slab keys, far below this).
@@ -67,7 +67,7 @@ pub trait Mode<'a>: Sized {
     fn new_conn(
         &mut self,
         ctx: &Ctx<'a, <Self::H as Hooks<'a>>::X>,
-        stream: TcpStream,
+        stream: Stream,
         index: usize,
         incarnation: u32,
     ) -> Conn<Self::H>;
@@ -291,6 +291,13 @@ impl<'a, H: Hooks<'a>> Core<'a, H> {
             self.ctx.stats.connect_failed(&net::error_reason(&e));
             return false;
         }
+        let stream = match Stream::new(stream, self.plan.tls.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.ctx.stats.connect_failed(&format!("tls: {e}"));
+                return false;
+            }
+        };
         self.ctx.now = now;
         entry.insert(m.new_conn(&self.ctx, stream, index, incarnation));
         self.pending += 1;

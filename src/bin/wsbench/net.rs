@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::Config;
+use crate::tls;
 
 /// Open files a process needs besides its connections: stdio, epoll, pipes, the JSON file, slack.
 pub const FD_OVERHEAD: u64 = 64;
@@ -22,6 +23,8 @@ pub struct Plan {
     pub target: SocketAddr,
     /// Source addresses, used round robin by global connection index; empty = let the kernel pick.
     pub sources: Vec<IpAddr>,
+    /// `wss://`: the TLS client configuration every connection is made from.
+    pub tls: Option<tls::Client>,
 }
 
 impl Plan {
@@ -117,7 +120,8 @@ pub fn plan(cfg: &Config, nofile: u64) -> Result<Plan, String> {
     } else {
         Vec::new()
     };
-    Ok(Plan { target, sources })
+    let tls = tls::Client::from_config(cfg)?;
+    Ok(Plan { target, sources, tls })
 }
 
 /// Starts a non-blocking TCP connect to `target` (optionally bound to `source` with
@@ -153,8 +157,11 @@ pub fn start_connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<m
     Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(sock)))
 }
 
-/// A short, stable name for a socket error, used as a failure key.
+/// A short, stable name for a socket (or TLS: `tls: ...`) error, used as a failure key.
 pub fn error_reason(e: &io::Error) -> String {
+    if let Some(name) = tls::error_name(e) {
+        return name;
+    }
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => "connection refused".into(),
         Some(libc::ECONNRESET) => "connection reset".into(),

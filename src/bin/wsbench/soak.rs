@@ -17,8 +17,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 
-use mio::net::TcpStream;
-
 use crate::cli::Config;
 use crate::mioloop::{self, RBUF_LEN};
 use crate::net::Plan;
@@ -27,6 +25,7 @@ use crate::run::{Live, Phase, Share};
 use crate::soak_conn::{Ctx, End, Soak, SoakConn, SoakHooks, TxParams, WRITE_CHUNK};
 use crate::stats::Stats;
 use crate::sys::now_ns;
+use crate::tls::Stream;
 use crate::transport::State;
 
 /// Delay before retrying a reconnect that failed.
@@ -81,7 +80,7 @@ pub fn run(
 impl<'a> mioloop::Mode<'a> for Soaker {
     type H = SoakHooks;
 
-    fn new_conn(&mut self, ctx: &Ctx<'a>, stream: TcpStream, index: usize, incarnation: u32) -> SoakConn {
+    fn new_conn(&mut self, ctx: &Ctx<'a>, stream: Stream, index: usize, incarnation: u32) -> SoakConn {
         SoakConn::new(stream, index as u32, incarnation, self.seed, ctx, self.connect_timeout_ns)
     }
 

@@ -18,10 +18,9 @@
 //! classification live in `transport`. It does not own the event loop, the activity slots or
 //! reconnect scheduling (see `soak`).
 
-use mio::net::TcpStream;
-
 use crate::frag::{self, Data, Fidelity, Shape};
 use crate::payload::{apply_mask, mix, Gen};
+use crate::tls::Stream;
 use crate::transport::{self, write_some, Hooks, Link, State};
 use crate::wire::{self, Rng, MAX_HEADER};
 
@@ -466,7 +465,7 @@ pub struct SoakHooks {
 
 impl SoakConn {
     /// A connection whose TCP connect was just started.
-    pub fn new(stream: TcpStream, index: u32, incarnation: u32, seed: u64, ctx: &Ctx<'_>, timeout_ns: u64) -> SoakConn {
+    pub fn new(stream: Stream, index: u32, incarnation: u32, seed: u64, ctx: &Ctx<'_>, timeout_ns: u64) -> SoakConn {
         let mut rng = Rng::new(mix(seed ^ mix((u64::from(index) << 32) | u64::from(incarnation))));
         let key = wire::new_key(&mut rng);
         SoakConn {
@@ -724,7 +723,7 @@ impl SoakConn {
     /// Performs the planned abrupt drop: RST (SO_LINGER 0) or a plain close (FIN).
     fn abrupt_drop(&mut self, ctx: &mut Ctx<'_>) -> End {
         if self.hooks.drop_rst {
-            let _ = socket2::SockRef::from(&self.link.stream).set_linger(Some(std::time::Duration::ZERO));
+            let _ = socket2::SockRef::from(self.link.stream.tcp()).set_linger(Some(std::time::Duration::ZERO));
             ctx.stats.drops_rst += 1;
         }
         ctx.stats.drops += 1;

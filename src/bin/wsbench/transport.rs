@@ -3,21 +3,22 @@
 //! frame header), and [`Conn`], a link composed with the mode's part, whose methods do the common
 //! work — connect check, writing the upgrade request, reading and verifying the 101 response, the
 //! edge-triggered read loop, splitting server bytes into frames, and classifying EOFs, I/O errors
-//! and timeouts.
+//! and timeouts. The socket is a `tls::Stream` (plain TCP or TLS, the same calls either way);
+//! here a TLS connection differs only in that its pending TLS output is written on every
+//! writable event and its failures before the 101 are named `tls: ...`.
 //!
 //! It does not know what is sent or how echoes are checked: the mode's part (`client` for
 //! echo/rate/idle, `soak_conn` for soak) implements [`Hooks`] — frame starts, payload chunks,
 //! frame ends, flushing its write queue, what an upgrade, a loss or a timeout counts as. Nothing
 //! here allocates per message.
 
-use std::io::{self, Read, Write};
-
-use mio::net::TcpStream;
+use std::io;
 
 use crate::cli::Config;
 use crate::net::error_reason;
 use crate::stats::Stats;
 use crate::sys::now_ns;
+use crate::tls::Stream;
 use crate::wire::{self, MAX_HEADER};
 
 /// Where a connection is in its life.
@@ -83,7 +84,7 @@ impl<'a, X> Ctx<'a, X> {
 
 /// The transport state every connection embeds.
 pub struct Link {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub state: State,
     /// Upgrade verified (counts as open until it ends).
     pub upgraded: bool,
@@ -110,7 +111,7 @@ pub struct Link {
 
 impl Link {
     /// The link of connection `index`, whose TCP connect was just started at `now`.
-    pub fn new(stream: TcpStream, index: u32, key: [u8; 24], now: u64, connect_timeout_ns: u64) -> Link {
+    pub fn new(stream: Stream, index: u32, key: [u8; 24], now: u64, connect_timeout_ns: u64) -> Link {
         Link {
             stream,
             state: State::Connecting,
@@ -130,7 +131,7 @@ impl Link {
 }
 
 /// One `write`, retried on EINTR: `Ok(None)` when the socket is full.
-pub fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<Option<usize>> {
+pub fn write_some(stream: &mut Stream, buf: &[u8]) -> io::Result<Option<usize>> {
     loop {
         match stream.write(buf) {
             Ok(n) => return Ok(Some(n)),
@@ -227,6 +228,10 @@ impl<'a, H: Hooks<'a>> Conn<H> {
             return Ok(());
         }
         if writable {
+            // TLS output the socket refused before (handshake messages, records) goes first.
+            if let Err(e) = self.link.stream.flush_pending() {
+                return Err(self.on_io_error(ctx, &e));
+            }
             if self.link.state == State::Upgrading {
                 self.send_request(ctx)?;
             } else {
@@ -301,8 +306,8 @@ impl<'a, H: Hooks<'a>> Conn<H> {
                     }
                     // A short read drained the socket; with edge-triggered epoll, data that
                     // arrives later raises a new event. Not so a FIN already queued (it came
-                    // with this event's RDHUP): then read on until EOF.
-                    if n < rbuf.len() && !hup {
+                    // with this event's RDHUP): then read on until EOF. (TLS: the stream knows.)
+                    if !self.link.stream.more_to_read(n, rbuf.len()) && !hup {
                         return Ok(());
                     }
                 }
@@ -316,7 +321,12 @@ impl<'a, H: Hooks<'a>> Conn<H> {
     pub fn on_eof(&mut self, ctx: &mut Ctx<'a, H::X>) -> H::End {
         match self.link.state {
             State::Connecting | State::Upgrading => {
-                ctx.stats.handshake_failed("eof before response");
+                let what = if self.link.stream.tls_handshaking() {
+                    "tls: eof during handshake"
+                } else {
+                    "eof before response"
+                };
+                ctx.stats.handshake_failed(what);
                 H::FAILED
             }
             State::Open => {
@@ -338,6 +348,15 @@ impl<'a, H: Hooks<'a>> Conn<H> {
                 H::FAILED
             }
             State::Upgrading => {
+                if reason.starts_with("tls: ") && !ctx.stats.handshake_failures.contains_key(&reason) {
+                    // Said at once (once per loop and reason): most likely every connection fails so.
+                    let hint = if reason.contains("certificate") {
+                        " (give --ca FILE with the server's certificate or its CA, or --insecure)"
+                    } else {
+                        ""
+                    };
+                    eprintln!("wsbench: {reason} (connection #{}){hint}", self.link.index);
+                }
                 ctx.stats.handshake_failed(&reason);
                 H::FAILED
             }
@@ -481,7 +500,8 @@ impl<'a, H: Hooks<'a>> Conn<H> {
                 H::FAILED
             }
             State::Upgrading => {
-                ctx.stats.handshake_failed("timeout");
+                let what = if self.link.stream.tls_handshaking() { "tls: handshake timeout" } else { "timeout" };
+                ctx.stats.handshake_failed(what);
                 H::FAILED
             }
             State::Open | State::Closing => H::open_timeout(self, ctx),

@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use mio::net::TcpStream;
 use mio::Poll;
 
 use crate::cli::{Config, Mode};
@@ -23,6 +22,7 @@ use crate::net::Plan;
 use crate::run::{Live, Phase, Share};
 use crate::stats::Stats;
 use crate::sys::{epoch_ns, now_ns};
+use crate::tls::Stream;
 use crate::transport::State;
 use crate::wire::{self, Rng};
 use crate::workload::Workload;
@@ -123,7 +123,7 @@ impl Drop for Fixed {
 impl<'a> mioloop::Mode<'a> for Fixed {
     type H = EchoHooks;
 
-    fn new_conn(&mut self, ctx: &Ctx<'a>, stream: TcpStream, index: usize, _incarnation: u32) -> Conn {
+    fn new_conn(&mut self, ctx: &Ctx<'a>, stream: Stream, index: usize, _incarnation: u32) -> Conn {
         let active = index - self.first < self.active;
         let key_b64 = wire::new_key(&mut self.rng);
         Conn::new(stream, index as u32, active, self.in_flight, key_b64, ctx, self.connect_timeout_ns)
