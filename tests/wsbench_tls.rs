@@ -1,7 +1,9 @@
-//! `wsbench` over `wss://`, with nothing outside cargo: a throwaway certificate made at run time
-//! (rcgen; no key is ever written to disk), a small TLS terminator written here (a rustls server,
-//! two threads per connection) in front of the real `wsecho` reactor started in-process, and the
-//! built `wsbench` binary against it. Checked: echo with `--ca` (every echo and frame verified),
+//! `wsbench` over `wss://`, with nothing outside cargo: throwaway certificates made at run time
+//! (rcgen; never committed), against two servers: a small TLS terminator written here (a rustls
+//! server, two threads per connection, its key kept in memory) in front of the real `wsecho`
+//! reactor started in-process, which shows what the client sent (version, SNI, ALPN, resumed),
+//! and wsecho's own TLS (`--tls-cert/--tls-key`, its key in a temp directory removed at the end;
+//! resumption read from its `wsecho_tls_handshakes_total`). Checked: echo with `--ca` (every echo and frame verified),
 //! the clear certificate errors without `--ca`/`--insecure` and for a name the certificate does
 //! not carry, `--insecure`, TLS 1.2 and 1.3 (`--tls-version`) with SNI and ALPN as the terminator
 //! saw them, session resumption (and `--no-tls-resume`), a server that never answers the
@@ -487,6 +489,119 @@ fn every_mode_over_wss() {
             ca(),
             &format!("wss://{}/", zt.addr),
         ],
+        limit,
+    );
+    assert_clean(&r, 10);
+    assert!(num(&r.json, "messages") > 0, "{}", r.json);
+}
+
+/// The server's `/metrics` (plain HTTP on its `--metrics-listen` port).
+fn http_metrics(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The sum of the samples of `name` whose labels start with `labels` (e.g. `version="1.3"`).
+fn samples(text: &str, name: &str, labels: &str) -> u64 {
+    let start = format!("{name}{{{labels}");
+    text.lines().filter(|l| l.starts_with(&start)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+/// Scrapes until `f` holds (the reactors publish their counters every 100 ms); 5 s at most.
+fn scrape_until(addr: SocketAddr, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let text = http_metrics(addr);
+        if f(&text) {
+            return text;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{what} never held:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// wsecho's own TLS (`--tls-cert/--tls-key`, no terminator): echo with fragments, both
+/// versions with resumption as the server counts them (`wsecho_tls_handshakes_total`), no TLS
+/// failure, then soak, idle, several processes and permessage-deflate over it.
+#[test]
+fn against_wsecho_own_tls() {
+    // The server reads PEM files: a throwaway pair in a temp directory, removed at the end.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.self_signed(&key).expect("certificate");
+    let dir = std::env::temp_dir().join(format!("wsbench-tls-own-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+
+    let mut c = wsecho::config::Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    c.tls = Some(wsecho::tls::config::TlsFiles { cert: cert_pem.clone(), key: key_pem });
+    c.deflate.enabled = true;
+    let server = wsecho::server::Server::bind(&c).expect("bind wsecho with TLS");
+    let (addr, maddr) = (server.local_addr(), server.metrics_addr().expect("metrics port"));
+    std::thread::spawn(move || server.run());
+    let ca = cert_pem.to_str().unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    let limit = Duration::from_secs(90);
+
+    let r = wsbench(
+        "own-16k",
+        &["-q", "-c", "8", "-k", "4", "-s", "16KiB", "--fragments", "3", "-d", "1", "--ca", ca, &url],
+        limit,
+    );
+    assert_clean(&r, 8);
+    assert!(num(&r.json, "messages") > 10, "{}", r.json);
+    let mut total = 8;
+    for v in ["1.2", "1.3"] {
+        let before = samples(&http_metrics(maddr), "wsecho_tls_handshakes_total", &format!("version=\"{v}\""));
+        let args =
+            ["-q", "-c", "12", "--connect-rate", "100", "-k", "4", "-s", "1KiB", "-d", "0.5", "--tls-version", v];
+        let r = wsbench(&format!("own-{v}"), &[&args[..], &["--ca", ca, &url]].concat(), limit);
+        assert_clean(&r, 12);
+        total += 12;
+        let vl = format!("version=\"{v}\"");
+        let text = scrape_until(maddr, &format!("12 more TLS {v} handshakes"), |t| {
+            samples(t, "wsecho_tls_handshakes_total", &vl) == before + 12
+        });
+        let resumed = samples(&text, "wsecho_tls_handshakes_total", &format!("version=\"{v}\",resumed=\"true\""));
+        assert!(resumed >= 6, "TLS {v}: later connections resume earlier sessions:\n{text}");
+    }
+    let text =
+        scrape_until(maddr, "all handshakes counted", |t| samples(t, "wsecho_tls_handshakes_total", "") == total);
+    assert_eq!(samples(&text, "wsecho_tls_failures_total", ""), 0, "{text}");
+
+    let r = wsbench(
+        "own-soak",
+        &["-q", "-m", "soak", "-c", "30", "-d", "2", "--disconnect-prob", "0.05", "--seed", "5", "--ca", ca, &url],
+        limit,
+    );
+    assert_clean(&r, 30);
+    assert!(num(&r.json, "clean_reconnects") > 0 && num(&r.json, "abrupt_drops") > 0, "{}", r.json);
+    let r = wsbench("own-idle", &["-q", "-m", "idle", "-c", "50", "-d", "0.5", "--ca", ca, &url], limit);
+    assert_clean(&r, 50);
+    let r = wsbench(
+        "own-procs",
+        &["-q", "-c", "20", "-p", "2", "-t", "2", "-k", "2", "-d", "1", "--insecure", &url],
+        limit,
+    );
+    assert_clean(&r, 20);
+    let r = wsbench(
+        "own-deflate",
+        &["-q", "-c", "10", "-k", "4", "-s", "1KiB", "--text-kind", "json", "--deflate", "-d", "1", "--ca", ca, &url],
         limit,
     );
     assert_clean(&r, 10);
