@@ -7,6 +7,7 @@
 //! [`TlsSource`]: the current configuration shared by the reactors, replaced on `SIGHUP`, read
 //! by a reactor with one atomic load per accepted connection. It does not touch connections.
 
+use super::record::TrafficSecret;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
@@ -51,7 +52,53 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     // and, for TLS 1.2 clients without ticket support, rustls' default in-memory session cache.
     cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("TLS ticketer: {e}"))?;
     cfg.send_tls13_tickets = 1;
+    // TLS 1.3 traffic secrets, for key updates after the hand-over (see `Capture`).
+    cfg.key_log = Arc::new(Capture);
     Ok(Arc::new(cfg))
+}
+
+/// The two TLS 1.3 application traffic secrets of the handshake in progress on this thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Captured {
+    /// `CLIENT_TRAFFIC_SECRET_0`.
+    pub client: Option<TrafficSecret>,
+    /// `SERVER_TRAFFIC_SECRET_0`.
+    pub server: Option<TrafficSecret>,
+}
+
+thread_local! {
+    static CAPTURED: core::cell::Cell<Captured> = const { core::cell::Cell::new(Captured { client: None, server: None }) };
+}
+
+/// Takes what rustls reported on this thread since the last call. A reactor drives one
+/// connection's handshake at a time on its thread and takes the secrets right after each call
+/// into rustls, so they belong to that connection.
+pub fn take_captured() -> Captured {
+    CAPTURED.with(|c| c.take())
+}
+
+/// rustls' key-log hook, used to keep the TLS 1.3 traffic secrets that the key hand-over does not
+/// include (it gives keys and IVs) but a key update needs. Nothing is written anywhere.
+#[derive(Debug)]
+struct Capture;
+
+impl rustls::KeyLog for Capture {
+    fn will_log(&self, label: &str) -> bool {
+        matches!(label, "CLIENT_TRAFFIC_SECRET_0" | "SERVER_TRAFFIC_SECRET_0")
+    }
+
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        let Some(s) = TrafficSecret::new(secret) else { return };
+        CAPTURED.with(|c| {
+            let mut v = c.get();
+            match label {
+                "CLIENT_TRAFFIC_SECRET_0" => v.client = Some(s),
+                "SERVER_TRAFFIC_SECRET_0" => v.server = Some(s),
+                _ => {}
+            }
+            c.set(v);
+        });
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -14,7 +14,8 @@
 //! of `iv ^ seq`) and TLS 1.2 ChaCha20-Poly1305 none, both with `seq || type || version || length`
 //! as additional data.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+use aws_lc_rs::aead::{Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+use aws_lc_rs::hkdf;
 use rustls::ConnectionTrafficSecrets;
 
 /// Record header: type, legacy version, length.
@@ -86,11 +87,71 @@ enum Kind {
     Tls12Chacha,
 }
 
-/// One direction: key, IV and the next sequence number.
+/// A TLS 1.3 application traffic secret (32 bytes with SHA-256 suites, 48 with SHA-384), kept
+/// so that a key update can derive the next one (RFC 8446 §7.2). Empty: key updates unavailable.
+#[derive(Clone, Copy)]
+pub struct TrafficSecret {
+    buf: [u8; 48],
+    len: u8,
+}
+
+impl Default for TrafficSecret {
+    fn default() -> Self {
+        TrafficSecret { buf: [0; 48], len: 0 }
+    }
+}
+
+impl core::fmt::Debug for TrafficSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the secret.
+        write!(f, "TrafficSecret({} bytes)", self.len)
+    }
+}
+
+impl TrafficSecret {
+    /// A secret as rustls reports it (`None` if longer than any TLS 1.3 hash).
+    pub fn new(bytes: &[u8]) -> Option<TrafficSecret> {
+        let mut buf = [0u8; 48];
+        buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(TrafficSecret { buf, len: bytes.len() as u8 })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    fn hash(&self) -> hkdf::Algorithm {
+        if self.len == 48 {
+            hkdf::HKDF_SHA384
+        } else {
+            hkdf::HKDF_SHA256
+        }
+    }
+}
+
+struct Len(usize);
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-Expand-Label with an empty context (RFC 8446 §7.1).
+fn expand_label(secret: &TrafficSecret, label: &[u8], out: &mut [u8]) -> bool {
+    let prk = hkdf::Prk::new_less_safe(secret.hash(), secret.bytes());
+    let len = (out.len() as u16).to_be_bytes();
+    let label_len = [(6 + label.len()) as u8];
+    let info: [&[u8]; 5] = [&len, &label_len, b"tls13 ", label, &[0]];
+    prk.expand(&info, Len(out.len())).and_then(|okm| okm.fill(out)).is_ok()
+}
+
+/// One direction: key, IV, the next sequence number, and (TLS 1.3) the secret they came from.
 struct Direction {
     key: LessSafeKey,
+    alg: &'static Algorithm,
     iv: [u8; NONCE_LEN],
     seq: u64,
+    secret: TrafficSecret,
 }
 
 impl Direction {
@@ -104,10 +165,46 @@ impl Direction {
         Direction::from_parts(alg, key.as_ref(), iv.as_ref(), seq)
     }
 
-    fn from_parts(alg: &'static aws_lc_rs::aead::Algorithm, key: &[u8], iv: &[u8], seq: u64) -> Option<Direction> {
+    fn from_parts(alg: &'static Algorithm, key: &[u8], iv: &[u8], seq: u64) -> Option<Direction> {
         let key = LessSafeKey::new(UnboundKey::new(alg, key).ok()?);
         let iv: [u8; NONCE_LEN] = iv.try_into().ok()?;
-        Some(Direction { key, iv, seq })
+        Some(Direction { key, alg, iv, seq, secret: TrafficSecret::default() })
+    }
+
+    /// The key and IV `secret` gives for this direction's AEAD.
+    fn derive(alg: &'static Algorithm, secret: &TrafficSecret) -> Option<([u8; 32], [u8; NONCE_LEN])> {
+        let mut key = [0u8; 32];
+        let mut iv = [0u8; NONCE_LEN];
+        let ok = expand_label(secret, b"key", &mut key[..alg.key_len()]) && expand_label(secret, b"iv", &mut iv);
+        ok.then_some((key, iv))
+    }
+
+    /// Keeps `secret` for key updates if it is the one this direction's key came from (checked
+    /// by deriving the key again: a wrong secret is never used, key updates are refused instead).
+    fn adopt(&mut self, secret: TrafficSecret, key: &[u8]) {
+        if let Some((k, iv)) = Direction::derive(self.alg, &secret) {
+            if k[..self.alg.key_len()] == *key && iv == self.iv {
+                self.secret = secret;
+            }
+        }
+    }
+
+    /// The next generation of this direction (RFC 8446 §7.2): a new secret, key and IV, and the
+    /// sequence number back to 0. `false`: no secret to derive it from.
+    fn update(&mut self) -> bool {
+        if self.secret.len == 0 {
+            return false;
+        }
+        let mut next = TrafficSecret { buf: [0; 48], len: self.secret.len };
+        let l = usize::from(next.len);
+        if !expand_label(&self.secret, b"traffic upd", &mut next.buf[..l]) {
+            return false;
+        }
+        let Some((k, iv)) = Direction::derive(self.alg, &next) else { return false };
+        let Some(mut d) = Direction::from_parts(self.alg, &k[..self.alg.key_len()], &iv, 0) else { return false };
+        d.secret = next;
+        *self = d;
+        true
     }
 
     /// `iv ^ seq` (seq as a 96-bit big-endian number), and advances `seq`.
@@ -143,17 +240,30 @@ impl core::fmt::Debug for RecordLayer {
 impl RecordLayer {
     /// Builds both directions from what rustls extracted; `None` for an AEAD this layer does not
     /// implement (rustls negotiates none other).
+    /// TLS 1.3: `secrets` are the server's and the client's application traffic secrets, kept
+    /// for key updates when they match the keys.
     pub fn new(
         tls13: bool,
         tx: (u64, &ConnectionTrafficSecrets),
         rx: (u64, &ConnectionTrafficSecrets),
+        secrets: Option<(TrafficSecret, TrafficSecret)>,
     ) -> Option<RecordLayer> {
         let kind = match (tls13, tx.1) {
             (true, _) => Kind::Tls13,
             (false, ConnectionTrafficSecrets::Chacha20Poly1305 { .. }) => Kind::Tls12Chacha,
             (false, _) => Kind::Tls12Gcm,
         };
-        Some(RecordLayer { tx: Direction::new(tx.0, tx.1)?, rx: Direction::new(rx.0, rx.1)?, kind })
+        let mut r = RecordLayer { tx: Direction::new(tx.0, tx.1)?, rx: Direction::new(rx.0, rx.1)?, kind };
+        if let (true, Some((server, client))) = (tls13, secrets) {
+            r.tx.adopt(server, key_of(tx.1));
+            r.rx.adopt(client, key_of(rx.1));
+        }
+        Some(r)
+    }
+
+    /// Whether key updates are possible (TLS 1.3 with both secrets known).
+    pub fn can_update(&self) -> bool {
+        self.tx.secret.len != 0 && self.rx.secret.len != 0
     }
 
     /// Whether this is TLS 1.3.
@@ -171,14 +281,14 @@ impl RecordLayer {
         self.rx.seq
     }
 
-    /// Replaces the send key (TLS 1.3 key update); the sequence number restarts at `seq`.
-    pub fn set_tx(&mut self, seq: u64, secrets: &ConnectionTrafficSecrets) -> bool {
-        Direction::new(seq, secrets).map(|d| self.tx = d).is_some()
+    /// The next send key (TLS 1.3 key update); `false` if unavailable.
+    pub fn update_tx(&mut self) -> bool {
+        self.tx.update()
     }
 
-    /// Replaces the receive key (TLS 1.3 key update).
-    pub fn set_rx(&mut self, seq: u64, secrets: &ConnectionTrafficSecrets) -> bool {
-        Direction::new(seq, secrets).map(|d| self.rx = d).is_some()
+    /// The next receive key (the peer's TLS 1.3 key update); `false` if unavailable.
+    pub fn update_rx(&mut self) -> bool {
+        self.rx.update()
     }
 
     /// Opens the complete record `rec` (header included) in place: returns its content type and
@@ -273,6 +383,15 @@ impl RecordLayer {
             }
         }
         Ok(())
+    }
+}
+
+fn key_of(s: &ConnectionTrafficSecrets) -> &[u8] {
+    match s {
+        ConnectionTrafficSecrets::Aes128Gcm { key, .. }
+        | ConnectionTrafficSecrets::Aes256Gcm { key, .. }
+        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, .. } => key.as_ref(),
+        _ => &[],
     }
 }
 

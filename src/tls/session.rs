@@ -14,7 +14,7 @@
 //!
 //! It does not parse WebSocket or HTTP, decide budgets, or arm timers (see `conn`).
 
-use super::config::TlsSource;
+use super::config::{take_captured, Captured, TlsSource};
 use super::record::{
     record_len, sealed_overhead, RecordError, RecordLayer, ALERT, APPLICATION_DATA, HANDSHAKE, HEADER_LEN, MAX_PLAIN,
     MAX_RECORD,
@@ -57,16 +57,21 @@ impl Read {
     const FAILED: Read = Read { io: Io::Failed, full: false };
 }
 
-/// An established session: the record layer and what rustls keeps for key updates.
+/// An established session: the record layer (keys, and the TLS 1.3 secrets for key updates).
 struct Open {
     rec: RecordLayer,
-    kernel: rustls::kernel::KernelConnection<ServerConnectionData>,
     /// Records one key may seal (the suite's confidentiality limit, less a margin).
     limit: u64,
 }
 
+/// A handshake in progress: rustls' connection and the secrets it reported so far.
+struct Hs {
+    conn: UnbufferedServerConnection,
+    secrets: Captured,
+}
+
 enum State {
-    Handshake(Box<UnbufferedServerConnection>),
+    Handshake(Box<Hs>),
     Open(Box<Open>),
     /// Failed or closed: nothing more is read or sealed.
     Dead,
@@ -152,7 +157,7 @@ impl Tls {
             }
         };
         let s = Session {
-            state: State::Handshake(Box::new(conn)),
+            state: State::Handshake(Box::new(Hs { conn, secrets: Captured::default() })),
             carry: None,
             plain: 0,
             cipher: 0,
@@ -322,9 +327,12 @@ impl Tls {
                 return Err(RecordError::Exhausted);
             }
             // KeyUpdate(update_not_requested) under the old key, then the new key.
+            if !o.rec.can_update() {
+                debug!("TLS 1.3: no secret for a key update: closing");
+                return Err(RecordError::Exhausted);
+            }
             o.rec.seal(HANDSHAKE, &[24, 0, 0, 1, 0], sealed)?;
-            let (seq, sec) = o.kernel.update_tx_secret().map_err(|_| RecordError::Exhausted)?;
-            if !o.rec.set_tx(seq, &sec) {
+            if !o.rec.update_tx() {
                 return Err(RecordError::Exhausted);
             }
             *key_update = false;
@@ -390,8 +398,8 @@ fn open_records<S: Socket>(
             },
             HANDSHAKE if o.rec.is_tls13() && b - a == 5 && rbuf[a..a + 4] == [24, 0, 0, 1] && rbuf[a + 4] <= 1 => {
                 // KeyUpdate (RFC 8446 §4.6.3): a new receive key; answer with ours if asked.
-                let ok = o.kernel.update_rx_secret().ok().is_some_and(|(seq, sec)| o.rec.set_rx(seq, &sec));
-                if !ok {
+                if !o.rec.update_rx() {
+                    debug!("TLS: KeyUpdate without the secret to derive it");
                     return fail(state, stream, RecordError::Unexpected, m);
                 }
                 *key_update |= rbuf[a + 4] == 1;
@@ -433,7 +441,8 @@ impl Session {
         early: &mut [u8; MAX_PLAIN],
         m: &mut Metrics,
     ) -> Result<(usize, usize, bool), TlsFailure> {
-        let State::Handshake(conn) = &mut self.state else { return Err(TlsFailure::Protocol) };
+        let State::Handshake(hs) = &mut self.state else { return Err(TlsFailure::Protocol) };
+        let Hs { conn, secrets } = &mut **hs;
         let mut d = 0;
         let mut got = 0;
         let mut done = false;
@@ -442,6 +451,11 @@ impl Session {
             let input: &mut [u8] = if done { &mut [] } else { &mut buf[d..] };
             let st = conn.process_tls_records(input);
             d += st.discard;
+            // Secrets rustls reported during that call are this connection's (one thread, one
+            // handshake at a time).
+            let got_secrets = take_captured();
+            secrets.client = got_secrets.client.or(secrets.client);
+            secrets.server = got_secrets.server.or(secrets.server);
             let state = match st.state {
                 Ok(s) => s,
                 Err(e) => {
@@ -487,10 +501,13 @@ impl Session {
             return Err(TlsFailure::Protocol);
         }
         // The hand-over: rustls gives the traffic keys and sequence numbers; records are ours.
-        let State::Handshake(conn) = std::mem::replace(&mut self.state, State::Dead) else {
+        let State::Handshake(hs) = std::mem::replace(&mut self.state, State::Dead) else {
             return Err(TlsFailure::Protocol);
         };
+        let Hs { conn, secrets: captured } = *hs;
         let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+        // rustls keeps nothing we need after this: the kernel connection (~0.9 KB) is dropped;
+        // key updates derive from the captured secrets instead.
         let (secrets, kernel) = match conn.dangerous_into_kernel_connection() {
             Ok(x) => x,
             Err(e) => {
@@ -503,13 +520,19 @@ impl Session {
             SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
             SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
         };
-        let Some(rec) = RecordLayer::new(tls13, (secrets.tx.0, &secrets.tx.1), (secrets.rx.0, &secrets.rx.1)) else {
+        drop(kernel);
+        let both = captured.server.zip(captured.client);
+        let Some(rec) = RecordLayer::new(tls13, (secrets.tx.0, &secrets.tx.1), (secrets.rx.0, &secrets.rx.1), both)
+        else {
             debug!("TLS: negotiated an AEAD the record layer does not implement");
             return Err(TlsFailure::Protocol);
         };
         m.tls_handshake(tls13, resumed);
         // A margin below the limit: a flush may seal several records past the check.
-        self.state = State::Open(Box::new(Open { rec, kernel, limit: limit.saturating_sub(1 << 16) }));
+        if tls13 && !rec.can_update() {
+            debug!("TLS 1.3: traffic secrets not captured: a key update will close this connection");
+        }
+        self.state = State::Open(Box::new(Open { rec, limit: limit.saturating_sub(1 << 16) }));
         Ok((d, got, true))
     }
 
