@@ -467,6 +467,48 @@ mod tests {
     }
 
     #[test]
+    fn key_updates_need_the_secret_and_keep_both_ends_in_step() {
+        for kind in 0..3u8 {
+            let (mut a, mut b) = pair(true, kind);
+            assert!(!a.can_update() && !a.update_tx(), "no secret: no update");
+            let len = if kind == 1 { 48 } else { 32 };
+            let s1 = TrafficSecret::new(&[kind + 1; 48][..len]).unwrap();
+            let s2 = TrafficSecret::new(&[kind + 9; 48][..len]).unwrap();
+            // Keys derived from the secrets, as the hand-over would give them.
+            let mk = |s: &TrafficSecret| {
+                let alg = [&AES_128_GCM, &AES_256_GCM, &CHACHA20_POLY1305][usize::from(kind)];
+                let (k, iv) = Direction::derive(alg, s).unwrap();
+                let mut d = Direction::from_parts(alg, &k[..alg.key_len()], &iv, 5).unwrap();
+                d.adopt(*s, &k[..alg.key_len()]);
+                d
+            };
+            a.tx = mk(&s1);
+            a.rx = mk(&s2);
+            b.tx = mk(&s2);
+            b.rx = mk(&s1);
+            assert!(a.can_update() && b.can_update());
+            for round in 0..3u8 {
+                let mut wire = Vec::new();
+                a.seal(APPLICATION_DATA, &[round; 50], &mut wire).unwrap();
+                let (_, r) = b.open(&mut wire).unwrap();
+                assert_eq!(wire[r], [round; 50]);
+                assert!(a.update_tx() && b.update_rx());
+                assert_eq!((a.tx_seq(), b.rx_seq()), (0, 0), "sequence numbers restart");
+            }
+            // One side that does not update can no longer read the other.
+            assert!(a.update_tx());
+            let mut wire = Vec::new();
+            a.seal(APPLICATION_DATA, b"x", &mut wire).unwrap();
+            assert_eq!(b.open(&mut wire), Err(RecordError::BadMac));
+            // A secret that does not give the key is not adopted.
+            let mut d = mk(&s1);
+            d.secret = TrafficSecret::default();
+            d.adopt(s2, &[0; 16]);
+            assert_eq!(d.secret.len, 0);
+        }
+    }
+
+    #[test]
     fn a_flipped_bit_or_a_replayed_record_fails_authentication() {
         for tls13 in [true, false] {
             let (mut a, mut b) = pair(tls13, 0);
