@@ -16,8 +16,20 @@
 #      100 connections x 64 KiB    (4 in flight): deep backlogs (issue 15, docs/fairness.md)
 #   4  10,000 idle connections: server RSS per connection
 #
+# wss:// (--tls): the same scenarios over TLS. Every server then also runs as a TLS variant, named
+# NAME-tls: wsecho-tls (wsecho --tls-cert/--tls-key), peer-tungstenite-tls and
+# peer-fastwebsockets-tls (the same binaries with --tls-cert/--tls-key: tokio-rustls, aws-lc-rs)
+# and, with UWS_SRC, peer-uws-tls (uws-echo-tls: uWebSockets on OpenSSL); wsbench connects to
+# wss:// with --insecure. The certificate is a throwaway self-signed ECDSA P-256 one made by
+# `openssl req` in the output directory (never committed). Ratios are then wsecho-tls against
+# the best TLS peer, and a second ratio line compares wsecho-tls with plain wsecho (what TLS costs).
+#
 # Options:
 #   --quick            shorter runs (2 s measured, 0.5 s warm-up, 1 s idle hold)
+#   --tls              wss://: servers wsecho (plain, the reference), wsecho-tls and the TLS
+#                      peers (see above) unless --servers names others; any NAME-tls may be named
+#                      with or without --tls. peer-uws-tls-lowmem is uws-echo-tls --tls-low-memory
+#                      (OpenSSL's SSL_MODE_RELEASE_BUFFERS), run only when named.
 #   --no-build         use the binaries already built
 #   --servers LIST     comma-separated subset of: wsecho,peer-tungstenite,peer-fastwebsockets,
 #                      peer-uws [default: all; peer-uws only when UWS_SRC is set]
@@ -25,7 +37,8 @@
 #                      "wsecho-baseline", on 127.0.0.1:P+5: a before/after in one interleaved run;
 #                      not a peer (ratios stay wsecho / best peer)
 #   --load-test        also run uWebSockets' own load generator (benchmarks/load_test.c, needs
-#                      UWS_SRC) on scenario 3's rows against every server: its msg/s and server CPU
+#                      UWS_SRC) on scenario 3's rows (with --tls also on scenario 1's) against every
+#                      server (TLS variants: load_test_tls, its ssl argument 1): msg/s and server CPU
 #                      per message, and whether it saw more bytes than it sent (an echo that is not
 #                      frame for frame; load_test checks echoes by counting bytes). One message in
 #                      flight is load_test as it is; K in flight is benches/peers/uws's wrapper that
@@ -93,12 +106,14 @@ SERVERS_GIVEN=0
 ROUNDS=1
 NICE=""
 BASELINE=""
+TLS=0
 
 die() { echo "compare: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --tls) TLS=1 ;;
         --no-build) BUILD=0 ;;
         --servers) SERVERS=${2:?--servers needs a list} SERVERS_GIVEN=1; shift ;;
         --servers=*) SERVERS=${1#*=} SERVERS_GIVEN=1 ;;
@@ -152,14 +167,23 @@ for sc in "${ALL_SCENARIOS[@]}"; do
 done
 RUN_IDLE=0
 case " ${PICK[*]} " in *" 4 "*) RUN_IDLE=1 ;; esac
-ALL_SERVERS=(wsecho peer-tungstenite peer-fastwebsockets peer-uws wsecho-baseline)
+ALL_SERVERS=(wsecho peer-tungstenite peer-fastwebsockets peer-uws wsecho-baseline
+    wsecho-tls peer-tungstenite-tls peer-fastwebsockets-tls peer-uws-tls peer-uws-tls-lowmem)
+# is_tls NAME: the server speaks wss://.
+is_tls() { [[ "$1" == *-tls || "$1" == *-tls-lowmem ]]; }
+# The server whose ratios are checked: wsecho, or wsecho-tls with --tls.
+SUBJECT=wsecho
+if [ "$TLS" = 1 ]; then
+    SUBJECT=wsecho-tls
+    [ "$SERVERS_GIVEN" = 1 ] || SERVERS="wsecho,wsecho-tls,peer-tungstenite-tls,peer-fastwebsockets-tls"
+fi
 # peer-uws: built from the uWebSockets checkout the user names (UWS_SRC), never fetched.
 UWS_SKIP=""
 if [ -z "${UWS_SRC:-}" ]; then
     UWS_SKIP="peer-uws (uWebSockets) skipped: UWS_SRC is not set (a uWebSockets checkout with uSockets in its uSockets/ folder; see scripts/peers/uws.sh)"
     [ "$LOAD_TEST" = 0 ] || die "--load-test needs UWS_SRC (uWebSockets' benchmarks/load_test.c is built from it)"
 elif [ "$SERVERS_GIVEN" = 0 ]; then
-    SERVERS="$SERVERS,peer-uws"
+    if [ "$TLS" = 1 ]; then SERVERS="$SERVERS,peer-uws-tls"; else SERVERS="$SERVERS,peer-uws"; fi
 fi
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || die "--baseline: '$BASELINE' is not an executable"
@@ -169,8 +193,8 @@ fi
 
 IFS=, read -r -a RUN_SERVERS <<<"$SERVERS"
 for s in "${RUN_SERVERS[@]}"; do
-    case " ${ALL_SERVERS[*]} " in *" $s "*) ;; *) die "unknown server '$s' (wsecho, peer-tungstenite, peer-fastwebsockets, peer-uws)" ;; esac
-    [ "$s" != peer-uws ] || [ -n "${UWS_SRC:-}" ] || die "peer-uws needs UWS_SRC (see scripts/peers/uws.sh)"
+    case " ${ALL_SERVERS[*]} " in *" $s "*) ;; *) die "unknown server '$s' (wsecho, peer-tungstenite, peer-fastwebsockets, peer-uws, each also as NAME-tls)" ;; esac
+    [[ "$s" != peer-uws* ]] || [ -n "${UWS_SRC:-}" ] || die "$s needs UWS_SRC (see scripts/peers/uws.sh)"
     [ "$s" != wsecho-baseline ] || [ -n "$BASELINE" ] || die "wsecho-baseline needs --baseline BIN"
 done
 [ -z "$UWS_SKIP" ] || echo "compare: $UWS_SKIP" >&2
@@ -213,6 +237,11 @@ declare -A BIN=(
     [peer-fastwebsockets]="$PEERS_TARGET/release/peer-fastwebsockets"
     [peer-uws]="$UWS_DIR/uws-echo"
     [wsecho-baseline]="$BASELINE"
+    [wsecho-tls]="$WSECHO"
+    [peer-tungstenite-tls]="$PEERS_TARGET/release/peer-tungstenite"
+    [peer-fastwebsockets-tls]="$PEERS_TARGET/release/peer-fastwebsockets"
+    [peer-uws-tls]="$UWS_DIR/uws-echo-tls"
+    [peer-uws-tls-lowmem]="$UWS_DIR/uws-echo-tls"
 )
 declare -A PORT=(
     [wsecho]=$((PORT_BASE + 1))
@@ -220,6 +249,11 @@ declare -A PORT=(
     [peer-fastwebsockets]=$((PORT_BASE + 3))
     [peer-uws]=$((PORT_BASE + 4))
     [wsecho-baseline]=$((PORT_BASE + 5))
+    [wsecho-tls]=$((PORT_BASE + 6))
+    [peer-tungstenite-tls]=$((PORT_BASE + 7))
+    [peer-fastwebsockets-tls]=$((PORT_BASE + 8))
+    [peer-uws-tls]=$((PORT_BASE + 9))
+    [peer-uws-tls-lowmem]=$((PORT_BASE + 10))
 )
 for s in "${RUN_SERVERS[@]}"; do
     [ -x "${BIN[$s]}" ] || die "missing ${BIN[$s]} (run without --no-build)"
@@ -229,6 +263,26 @@ LOAD_TEST_BIN="$UWS_DIR/load_test" LOAD_TEST_K_BIN="$UWS_DIR/load_test_pipelined
 
 [ -n "$OUT" ] || OUT="$TARGET_DIR/compare/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT" || die "cannot create $OUT"
+
+# wss://: a throwaway self-signed ECDSA P-256 certificate for 127.0.0.1, made here for this run.
+TLS_CERT="$OUT/tls-cert.pem" TLS_KEY="$OUT/tls-key.pem" ANY_TLS=0
+for s in "${RUN_SERVERS[@]}"; do is_tls "$s" && ANY_TLS=1; done
+if [ "$ANY_TLS" = 1 ]; then
+    command -v openssl >/dev/null 2>&1 || die "--tls needs openssl (for a throwaway certificate)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$TLS_KEY" -out "$TLS_CERT" >"$OUT/openssl-req.log" 2>&1 \
+        || die "openssl req failed (see $OUT/openssl-req.log)"
+fi
+# server_args NAME: the arguments after --listen ADDR (one per line).
+server_args() {
+    is_tls "$1" || return 0
+    printf '%s\n' --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY"
+    [[ "$1" != *-lowmem ]] || echo --tls-low-memory
+}
+# bench_target NAME PORT: wsbench's URL and, for wss://, --insecure before it (one per line).
+bench_target() {
+    if is_tls "$1"; then printf '%s\n' --insecure "wss://127.0.0.1:$2/"; else echo "ws://127.0.0.1:$2/"; fi
+}
 
 # ---------------------------------------------------------------- process control
 SERVER_PID=""
@@ -306,7 +360,9 @@ start_server() {
         echo "compare: port $port is already in use; pick another --port-base" >&2
         return 1
     fi
-    taskset -c 0 "${BIN[$name]}" --listen "127.0.0.1:$port" >>"$log" 2>&1 &
+    local extra=()
+    mapfile -t extra < <(server_args "$name")
+    taskset -c 0 "${BIN[$name]}" --listen "127.0.0.1:$port" "${extra[@]}" >>"$log" 2>&1 &
     SERVER_PID=$!
     local i
     for i in $(seq 1 250); do
@@ -435,8 +491,10 @@ run_echo() {
     rm -f "$json"
     R[$sc,$name,status]="FAIL"
     start_server "$name" "$base.server.log" || { R[$sc,$name,status]="FAIL: server did not start"; return; }
+    local url=()
+    mapfile -t url < <(bench_target "$name" "$port")
     local cmd=(taskset -c 1 "$WSBENCH" -q -c "$conns" -s "$size" -k "$k" -d "$DUR" --warmup "$WARM"
-        --close-timeout 1 --ramp-timeout 20 --json "$json" "ws://127.0.0.1:$port/")
+        --close-timeout 1 --ramp-timeout 20 --json "$json" "${url[@]}")
     echo "${cmd[*]}" >>"$OUT/commands.txt"
     run_bench echo "$base.wsbench.out" $(((WARM_MS + DUR_MS) / 1000 + 30)) "${cmd[@]}"
     local rc=$BENCH_RC alive=1
@@ -498,8 +556,10 @@ run_idle() {
     sleep 0.2
     local rss0
     rss0=$(rss_kb "$SERVER_PID")
+    local url=()
+    mapfile -t url < <(bench_target "$name" "$port")
     local cmd=(taskset -c 1 "$WSBENCH" -q -m idle -c "$IDLE_N" -d "$IDLE_HOLD" --close-timeout 3
-        --ramp-timeout 60 --json "$json" "ws://127.0.0.1:$port/")
+        --ramp-timeout 60 --json "$json" "${url[@]}")
     echo "${cmd[*]}" >>"$OUT/commands.txt"
     run_bench idle "$base.wsbench.out" $((IDLE_HOLD_MS / 1000 + 75)) "${cmd[@]}"
     local rc=$BENCH_RC alive=1 n=""
@@ -526,11 +586,12 @@ run_idle() {
 declare -A L
 run_load_test() {
     local sc=$1 name=$2 conns=$3 size=$4 k=$5
-    local base="$OUT/$sc.$name.load_test" port=${PORT[$2]} bin=$LOAD_TEST_BIN
+    local base="$OUT/$sc.$name.load_test" port=${PORT[$2]} bin=$LOAD_TEST_BIN ssl=0
     [ "$k" = 1 ] || bin=$LOAD_TEST_K_BIN
+    if is_tls "$name"; then ssl=1 bin=${bin}_tls; fi
     L[$sc,$name,status]="FAIL"
     start_server "$name" "$base.server.log" || { L[$sc,$name,status]="FAIL: server did not start"; return; }
-    local cmd=(env LOAD_TEST_PIPELINE="$k" taskset -c 1 timeout "$LT_SECS" stdbuf -oL "$bin" "$conns" 127.0.0.1 "$port" 0 0 "$size")
+    local cmd=(env LOAD_TEST_PIPELINE="$k" taskset -c 1 timeout "$LT_SECS" stdbuf -oL "$bin" "$conns" 127.0.0.1 "$port" "$ssl" 0 "$size")
     echo "${cmd[*]}" >>"$OUT/commands.txt"
     local n=0 c0="" c1="" t0="" t1="" msgs=0 line err="" zero=0
     : >"$base.out"
@@ -634,6 +695,10 @@ load1=$(cut -d' ' -f1 /proc/loadavg)
     else
         echo "              $UWS_SKIP"
     fi
+    if [ "$ANY_TLS" = 1 ]; then
+        echo "  tls         NAME-tls servers: wss:// with a throwaway self-signed ECDSA P-256 certificate ($TLS_CERT), wsbench --insecure;"
+        echo "              peers on tokio-rustls $(lockver tokio-rustls) (rustls $(lockver rustls), aws-lc-rs $(lockver aws-lc-rs)); peer-uws-tls on $(openssl version 2>/dev/null)"
+    fi
     echo "  machine     $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r), load average before start $load1"
     echo "  setup       server on CPU 0 (taskset -c 0), wsbench on CPU 1 (taskset -c 1), loopback, fresh server per row"
     [ "$ROUNDS" = 1 ] || echo "              $ROUNDS rounds per scenario, servers interleaved; figures are medians over the rounds"
@@ -685,7 +750,8 @@ if [ "$LOAD_TEST" = 1 ]; then
     if [ "$QUICK" = 1 ]; then LT_SECS=14; else LT_SECS=22; fi
     for i in "${!SCENARIOS[@]}"; do
         read -r conns size k label <<<"${SCENARIOS[$i]}"
-        [ "$size" -ge 16384 ] || continue
+        # 16 KiB and more; over TLS also 20 B (the issue's uWebSockets figure is load_test's 100 x 20 B).
+        [ "$size" -ge 16384 ] || { [ "$TLS" = 1 ] && [ "$size" -le 20 ]; } || continue
         LT_SCS+=("s$((i + 1))")
         for name in "${RUN_SERVERS[@]}"; do
             run_load_test "s$((i + 1))" "$name" "$conns" "$size" "$k"
@@ -698,7 +764,9 @@ fi
 best_peer() {
     local sc=$1 f=$2 how=$3 best="" bname="" v name
     for name in "${RUN_SERVERS[@]}"; do
-        case "$name" in wsecho | wsecho-baseline) continue ;; esac
+        case "$name" in wsecho*) continue ;; esac
+        # Peers on the subject's side only: TLS peers against wsecho-tls, plain ones against wsecho.
+        if is_tls "$SUBJECT"; then is_tls "$name" || continue; else ! is_tls "$name" || continue; fi
         [[ "${R[$sc,$name,status]:-}" == ok* ]] || continue
         v=${R[$sc,$name,$f]:-}
         [ -n "$v" ] || continue
@@ -709,7 +777,17 @@ best_peer() {
     [ -n "$best" ] && echo "$best $bname"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 > 0) printf "%.2fx", a / b; else printf "-" }'; }
-wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
+wsecho_ok() { [[ "${R[$1,$SUBJECT,status]:-}" == ok* ]]; }
+# tls_cost SC: with --tls, the line wsecho-tls / wsecho (what TLS costs wsecho), when both ran.
+tls_cost() {
+    local sc=$1
+    [ "$TLS" = 1 ] && [[ "${R[$sc,wsecho,status]:-}" == ok* ]] && [[ "${R[$sc,wsecho-tls,status]:-}" == ok* ]] || return 0
+    printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s
+' "" "wsecho-tls/wsecho" \
+        "$(ratio "${R[$sc,wsecho-tls,rate]:-}" "${R[$sc,wsecho,rate]:-}")" "$(ratio "${R[$sc,wsecho-tls,p50]:-}" "${R[$sc,wsecho,p50]:-}")" \
+        "$(ratio "${R[$sc,wsecho-tls,p99]:-}" "${R[$sc,wsecho,p99]:-}")" "$(ratio "${R[$sc,wsecho-tls,p999]:-}" "${R[$sc,wsecho,p999]:-}")" "" \
+        "$(ratio "${R[$sc,wsecho-tls,cpu]:-}" "${R[$sc,wsecho,cpu]:-}")" "" "" "what TLS costs wsecho"
+}
 
 {
     cat "$OUT/header.txt"
@@ -731,15 +809,15 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
                 "${R[$sc,$name,status]:-not run}"
         done
         bp_rate=$(best_peer "$sc" rate max)
-        if [ -n "$bp_rate" ] && [[ " ${RUN_SERVERS[*]} " == *" wsecho "* ]]; then
+        if [ -n "$bp_rate" ] && [[ " ${RUN_SERVERS[*]} " == *" $SUBJECT "* ]]; then
             bp_p50=$(best_peer "$sc" p50 min) bp_p99=$(best_peer "$sc" p99 min) bp_cpu=$(best_peer "$sc" cpu min)
             bp_p999=$(best_peer "$sc" p999 min)
             if wsecho_ok "$sc"; then
-                r_rate=$(ratio "${R[$sc,wsecho,rate]:-}" "${bp_rate%% *}")
-                r_p50=$(ratio "${R[$sc,wsecho,p50]:-}" "${bp_p50%% *}")
-                r_p99=$(ratio "${R[$sc,wsecho,p99]:-}" "${bp_p99%% *}")
-                r_p999=$(ratio "${R[$sc,wsecho,p999]:-}" "${bp_p999%% *}")
-                r_cpu=$(ratio "${R[$sc,wsecho,cpu]:-}" "${bp_cpu%% *}")
+                r_rate=$(ratio "${R[$sc,$SUBJECT,rate]:-}" "${bp_rate%% *}")
+                r_p50=$(ratio "${R[$sc,$SUBJECT,p50]:-}" "${bp_p50%% *}")
+                r_p99=$(ratio "${R[$sc,$SUBJECT,p99]:-}" "${bp_p99%% *}")
+                r_p999=$(ratio "${R[$sc,$SUBJECT,p999]:-}" "${bp_p999%% *}")
+                r_cpu=$(ratio "${R[$sc,$SUBJECT,cpu]:-}" "${bp_cpu%% *}")
             else
                 r_rate="-" r_p50="-" r_p99="-" r_p999="-" r_cpu="-"
             fi
@@ -753,9 +831,17 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
                 awk -v r="${r_p99%x}" 'BEGIN { exit !(r != "-" && r + 0 <= 1.0) }' && verdict="MET"
                 note="$note; p99 target <= 1.0x: $verdict (best peer by p99: ${bp_p99#* })"
             fi
-            printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s\n' "" "wsecho/best peer" "$r_rate" "$r_p50" "$r_p99" "$r_p999" "" "$r_cpu" "" "" \
+            # Over TLS (issue 12): server CPU per message <= 0.9x uWebSockets' on OpenSSL.
+            if [ "$TLS" = 1 ] && [[ "${R[$sc,peer-uws-tls,status]:-}" == ok* ]]; then
+                local_r=$(ratio "${R[$sc,$SUBJECT,cpu]:-}" "${R[$sc,peer-uws-tls,cpu]:-}")
+                verdict="NOT MET"
+                awk -v r="${local_r%x}" 'BEGIN { exit !(r != "-" && r + 0 <= 0.9) }' && verdict="MET"
+                note="$note; CPU/msg vs peer-uws-tls $local_r, target <= 0.9x: $verdict"
+            fi
+            printf '%-34s %-22s %11s %9s %9s %9s %6s %11s %8s %8s  %s\n' "" "$SUBJECT/best peer" "$r_rate" "$r_p50" "$r_p99" "$r_p999" "" "$r_cpu" "" "" \
                 "$note"
         fi
+        tls_cost "$sc"
     done
     if [ "$RUN_IDLE" = 1 ]; then
     echo
@@ -770,14 +856,21 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
             "${R[idle,$name,perconn]:--}" "${R[idle,$name,status]:-not run}"
     done
     bp_mem=$(best_peer idle perconn min)
-    if [ -n "$bp_mem" ] && [[ " ${RUN_SERVERS[*]} " == *" wsecho "* ]]; then
+    if [ -n "$bp_mem" ] && [[ " ${RUN_SERVERS[*]} " == *" $SUBJECT "* ]]; then
         r_mem="-"
-        wsecho_ok idle && r_mem=$(awk -v a="${R[idle,wsecho,perconn]:-}" -v b="${bp_mem%% *}" \
+        wsecho_ok idle && r_mem=$(awk -v a="${R[idle,$SUBJECT,perconn]:-}" -v b="${bp_mem%% *}" \
             'BEGIN { if (a != "" && b + 0 > 0) printf "%.4fx (1/%.0f)", a / b, (a > 0 ? b / a : 0); else printf "-" }')
         verdict="NOT MET"
         awk -v r="${r_mem%%x*}" 'BEGIN { exit !(r != "-" && r + 0 <= 0.04) }' && verdict="MET"
-        printf '%-34s %-22s %11s %11s %14s  %s\n' "" "wsecho/best peer" "" "" "$r_mem" \
+        printf '%-34s %-22s %11s %11s %14s  %s\n' "" "$SUBJECT/best peer" "" "" "$r_mem" \
             "target <= 1/25 (0.04x): $verdict (best peer: ${bp_mem#* })"
+    fi
+    # Over TLS (issue 12): <= 2 KiB per idle wss connection.
+    if [ "$TLS" = 1 ] && wsecho_ok idle && [ -n "${R[idle,$SUBJECT,perconn]:-}" ]; then
+        verdict="NOT MET"
+        [ "${R[idle,$SUBJECT,perconn]}" -le 2048 ] && verdict="MET"
+        printf '%-34s %-22s %11s %11s %14s  %s\n' "" "$SUBJECT" "" "" "${R[idle,$SUBJECT,perconn]}" \
+            "target <= 2048 B per idle wss connection: $verdict"
     fi
     fi
     if [ ${#LT_SCS[@]} -gt 0 ]; then
@@ -793,6 +886,12 @@ wsecho_ok() { [[ "${R[$1,wsecho,status]:-}" == ok* ]]; }
                 printf '%-34s %-22s %11s %11s  %s\n' "$label" "$name" "$(fmt "${L[$sc,$name,rate]:-}" %.0f)" \
                     "$(fmt "${L[$sc,$name,cpu]:-}" %.2f)" "${L[$sc,$name,status]:-not run}"
             done
+            if [ "$TLS" = 1 ] && [ -n "${L[$sc,wsecho-tls,cpu]:-}" ] && [ -n "${L[$sc,peer-uws-tls,cpu]:-}" ]; then
+                local_r=$(ratio "${L[$sc,wsecho-tls,cpu]}" "${L[$sc,peer-uws-tls,cpu]}")
+                verdict="NOT MET"
+                awk -v r="${local_r%x}" 'BEGIN { exit !(r != "-" && r + 0 <= 0.9) }' && verdict="MET"
+                printf '%-34s %-22s %11s %11s  %s\n' "" "wsecho-tls/uws-tls" "" "$local_r" "CPU/msg target <= 0.9x: $verdict"
+            fi
         done
     fi
     echo
