@@ -78,7 +78,11 @@ fn start_tls(cert: &Cert, modify: impl FnOnce(&mut Config)) -> SocketAddr {
 
 /// A TLS connection with the handshake done.
 fn tls_connect(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {
-    let sock = connect(addr);
+    tls_over(connect(addr), cfg)
+}
+
+/// TLS over an already connected socket.
+fn tls_over(sock: TcpStream, cfg: &Arc<ClientConfig>) -> Tls {
     let conn = ClientConnection::new(cfg.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
     let mut s = StreamOwned::new(conn, sock);
     while s.conn.is_handshaking() {
@@ -100,7 +104,10 @@ fn read_head(s: &mut impl Read) -> String {
 
 /// A TLS connection upgraded to WebSocket.
 fn wss(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {
-    let mut s = tls_connect(addr, cfg);
+    upgrade_tls(tls_connect(addr, cfg), addr)
+}
+
+fn upgrade_tls(mut s: Tls, addr: SocketAddr) -> Tls {
     let key = new_key();
     s.write_all(&Request::upgrade(addr, &key).to_bytes()).unwrap();
     let head = read_head(&mut s);
@@ -178,6 +185,29 @@ fn echoes_frame_for_frame_over_tls13_and_tls12() {
 }
 
 #[test]
+fn a_client_without_http11_in_alpn_gets_no_application_protocol() {
+    let cert = Cert::new("alpn");
+    let addr = start_tls(&cert, |_| {});
+    for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut cfg = (*cert.client(Some(v))).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let sock = connect(addr);
+        let conn = ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut s = StreamOwned::new(conn, sock);
+        let mut err = None;
+        while s.conn.is_handshaking() {
+            if let Err(e) = s.conn.complete_io(&mut s.sock) {
+                err = Some(e);
+                break;
+            }
+        }
+        let err = err.expect("the handshake must fail");
+        // The alert itself, not just an end of stream (with TLS 1.3 it follows the ServerHello).
+        assert!(err.to_string().contains("NoApplicationProtocol"), "{v:?}: {err}");
+    }
+}
+
+#[test]
 fn sessions_resume_in_both_versions() {
     let cert = Cert::new("resume");
     let addr = start_tls(&cert, |_| {});
@@ -195,6 +225,27 @@ fn sessions_resume_in_both_versions() {
     assert_eq!(metric(&m, "wsecho_tls_handshakes_total{version=\"1.2\",resumed=\"true\"}"), 1);
     // Two full 1.3 handshakes: the first connection and this scrape.
     assert_eq!(metric(&m, "wsecho_tls_handshakes_total{version=\"1.3\",resumed=\"false\"}"), 2);
+}
+
+#[test]
+fn sessions_resume_across_a_certificate_reload() {
+    let cert = Cert::new("reload-resume");
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.tls = Some(cert.files());
+    let server = wsecho::server::Server::bind(&c).unwrap();
+    let (addr, source) = (server.local_addr(), server.tls().unwrap());
+    std::thread::spawn(move || server.run());
+    for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let cfg = cert.client(Some(v));
+        let mut first = wss(addr, &cfg);
+        echo_frame(&mut first, true, OP_BINARY, b"before");
+        source.reload().unwrap(); // what SIGHUP does
+        let mut second = wss(addr, &cfg);
+        assert_eq!(second.conn.handshake_kind(), Some(HandshakeKind::Resumed), "{v:?}");
+        echo_frame(&mut second, true, OP_BINARY, b"after");
+        echo_frame(&mut first, true, OP_BINARY, b"old one too");
+    }
 }
 
 #[test]
@@ -222,6 +273,75 @@ fn the_close_handshake_ends_with_close_notify() {
     let mut rest = Vec::new();
     let n = s.read_to_end(&mut rest).expect("the stream ends with close_notify");
     assert_eq!(n, 0, "bytes after the close frame: {rest:?}");
+}
+
+#[test]
+fn graceful_shutdown_sends_1001_then_close_notify_on_every_reactor() {
+    let cert = Cert::new("shutdown");
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.threads = 2;
+    c.tls = Some(cert.files());
+    let server = wsecho::server::Server::bind(&c).unwrap();
+    let addr = server.local_addr();
+    let control = server.control();
+    let runner = std::thread::spawn(move || server.run());
+    let cfg = cert.client(None);
+    let mut clients: Vec<Tls> = (0..40).map(|_| wss(addr, &cfg)).collect();
+    for (i, s) in clients.iter_mut().enumerate() {
+        echo_frame(s, true, OP_BINARY, &[i as u8; 10]);
+    }
+    control.shutdown();
+    for s in clients.iter_mut() {
+        let f = read_frame(s);
+        assert_eq!(f.close_code(), Some(1001));
+        s.write_all(&close_frame(Some(1001), b"")).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).expect("close_notify after the close frame"), 0);
+    }
+    let m = runner.join().unwrap().unwrap();
+    assert_eq!((m.open, m.closes[1]), (0, 40));
+    assert_eq!(m.tls_handshakes.iter().sum::<u64>(), 40);
+}
+
+#[test]
+fn backpressure_over_tls_holds_ciphertext_and_loses_nothing() {
+    let cert = Cert::new("backpressure");
+    let addr = start_tls(&cert, |c| c.write_buffer = 128 << 10);
+    let cfg = cert.client(None);
+    // Small client socket buffers, so that the kernel cannot absorb the echoes.
+    let mut s = upgrade_tls(tls_over(connect_small_buffers(addr, 64 << 10, 64 << 10), &cfg), addr);
+    let mut bystander = wss(addr, &cfg);
+    // 8 MiB of echoes the client does not read while it writes: the server's output fills, it
+    // stops reading, and resumes as the client drains. Written from a second thread.
+    let msgs: Vec<Vec<u8>> = (0..128).map(|i| binary_data(65_536, i)).collect();
+    let wire: Vec<u8> = msgs.iter().flat_map(|m| masked_frame(true, 0, OP_BINARY, m, random_mask())).collect();
+    let sock = s.sock.try_clone().unwrap();
+    // rustls' client state cannot be shared across threads: encrypt here, send raw records there.
+    s.conn.set_buffer_limit(None);
+    s.conn.writer().write_all(&wire).unwrap();
+    let mut records = Vec::new();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut records).unwrap();
+    }
+    let writer = std::thread::spawn(move || {
+        let mut sock = sock;
+        for chunk in records.chunks(1 << 16) {
+            sock.write_all(chunk).unwrap();
+        }
+    });
+    // Read nothing until the server says it stopped reading this connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&scrape(addr, &cfg, "/metrics"), "wsecho_backpressure_pauses_total") == 0 {
+        assert!(Instant::now() < deadline, "the server never paused reading");
+    }
+    echo_frame(&mut bystander, true, OP_TEXT, b"not blocked by a full neighbour");
+    for m in &msgs {
+        let f = read_frame(&mut s);
+        assert_eq!((f.fin, f.opcode), (true, OP_BINARY));
+        assert_bytes_eq(&f.payload, m, "echo under backpressure");
+    }
+    writer.join().unwrap();
 }
 
 #[test]

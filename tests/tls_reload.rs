@@ -49,11 +49,14 @@ fn client_config(trusted: &[&CertificateDer<'static>]) -> Arc<ClientConfig> {
         roots.add((*c).clone()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = ClientConfig::builder_with_provider(provider)
+    let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Full handshakes only: a resumed session (which survives a reload, see tests/tls.rs) does not
+    // present the certificate again, and this test is about which certificate is presented.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Arc::new(cfg)
 }
 

@@ -30,7 +30,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads both files and builds a server configuration; the error is one line naming the file.
-pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
+/// `previous` (a reload): its ticket keys and session cache carry over, so clients holding
+/// tickets or sessions still resume after a certificate rotation.
+pub fn load(files: &TlsFiles, previous: Option<&ServerConfig>) -> Result<Arc<ServerConfig>, String> {
     let certs = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
@@ -50,7 +52,13 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     cfg.enable_secret_extraction = true;
     // Resumption: stateless tickets (one per full TLS 1.3 handshake; each costs an encryption)
     // and, for TLS 1.2 clients without ticket support, rustls' default in-memory session cache.
-    cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("TLS ticketer: {e}"))?;
+    match previous {
+        Some(p) => {
+            cfg.ticketer = p.ticketer.clone();
+            cfg.session_storage = p.session_storage.clone();
+        }
+        None => cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("TLS ticketer: {e}"))?,
+    }
     cfg.send_tls13_tickets = 1;
     // TLS 1.3 traffic secrets, for key updates after the hand-over (see `Capture`).
     cfg.key_log = Arc::new(Capture);
@@ -129,14 +137,14 @@ pub struct TlsSource {
 impl TlsSource {
     /// Loads the files once (start-up: an error here is a start-up error).
     pub fn open(files: TlsFiles) -> Result<Arc<TlsSource>, String> {
-        let cfg = load(&files)?;
+        let cfg = load(&files, None)?;
         Ok(Arc::new(TlsSource { files, current: Mutex::new(cfg), generation: AtomicU64::new(1) }))
     }
 
     /// Reads the files again (`SIGHUP`): new handshakes use the new pair; on error the old one
     /// stays and the error is returned for the log.
     pub fn reload(&self) -> Result<(), String> {
-        let cfg = load(&self.files)?;
+        let cfg = load(&self.files, Some(&self.current()))?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = cfg;
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())

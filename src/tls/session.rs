@@ -341,10 +341,12 @@ impl Tls {
     }
 
     /// Sends `close_notify` (best effort: the socket's buffer is empty when this is called).
+    /// The session still reads: the peer's last records (its close frame, its `close_notify`) are
+    /// opened and discarded while the connection lingers, so that unread data never turns our
+    /// close into a reset.
     pub fn close_notify<S: Socket>(&mut self, slot: u32, stream: &S) {
         if let Some(s) = self.sessions.get_mut(slot as usize) {
             send_alert(&mut s.state, stream, 1, 0);
-            s.state = State::Dead;
         }
     }
 }
@@ -461,8 +463,15 @@ impl Session {
                 Err(e) => {
                     debug!("TLS handshake failed: {e}");
                     // rustls queued an alert: encode it for the caller to send.
-                    if let Ok(ConnectionState::EncodeTlsData(mut enc)) = conn.process_tls_records(&mut []).state {
-                        let _ = encode(&mut enc, out);
+                    // (everything still queued: a TLS 1.3 ServerHello can sit in front of it).
+                    for _ in 0..8 {
+                        match conn.process_tls_records(&mut []).state {
+                            Ok(ConnectionState::EncodeTlsData(mut enc)) => {
+                                let _ = encode(&mut enc, out);
+                            }
+                            Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                            _ => break,
+                        }
                     }
                     return Err(TlsFailure::Protocol);
                 }
