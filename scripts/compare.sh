@@ -862,8 +862,9 @@ tls_cost() {
             'BEGIN { if (a != "" && b + 0 > 0) printf "%.4fx (1/%.0f)", a / b, (a > 0 ? b / a : 0); else printf "-" }')
         verdict="NOT MET"
         awk -v r="${r_mem%%x*}" 'BEGIN { exit !(r != "-" && r + 0 <= 0.04) }' && verdict="MET"
-        printf '%-34s %-22s %11s %11s %14s  %s\n' "" "$SUBJECT/best peer" "" "" "$r_mem" \
-            "target <= 1/25 (0.04x): $verdict (best peer: ${bp_mem#* })"
+        note="target <= 1/25 (0.04x): $verdict (best peer: ${bp_mem#* })"
+        [ "$TLS" = 0 ] || note="best TLS peer: ${bp_mem#* } (the 1/25 target is for plain ws)"
+        printf '%-34s %-22s %11s %11s %14s  %s\n' "" "$SUBJECT/best peer" "" "" "$r_mem" "$note"
     fi
     # Over TLS (issue 12): <= 2 KiB per idle wss connection.
     if [ "$TLS" = 1 ] && wsecho_ok idle && [ -n "${R[idle,$SUBJECT,perconn]:-}" ]; then
