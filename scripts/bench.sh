@@ -18,6 +18,10 @@
 #     9  200 connections x 16 KiB text of mixed UTF-8, about half the characters non-ASCII
 #        (wsbench --text-kind mixed; 1 in flight, then 16): the server's UTF-8 validation, against
 #        scenario 3's binary messages of the same size
+#   million [OPTIONS]   alone: a million connections on this box (issue 14): N idle connections
+#        over >= 51 wsecho --reuse-port processes (each scraped on its own --metrics-listen port)
+#        and as many wsbench processes, 1,000 more echoing beside them, then SIGTERM and the
+#        drain; raises sysctls for the run and restores them. scripts/million.sh --help, docs/million.md
 #
 # wsecho runs pinned to CPU 0 and wsbench to CPU 1 (taskset). Server CPU per message is the
 # server's utime+stime (/proc/PID/stat) sampled when wsbench prints MEASURE_START and
@@ -34,6 +38,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=bench.sh
 # shellcheck source=scripts/lib/common.sh
 . "$ROOT/scripts/lib/common.sh"
+if [ "${1:-}" = million ]; then
+    shift
+    exec bash "$ROOT/scripts/million.sh" "$@"
+fi
 QUICK=0
 SCENARIOS=()
 for a in "$@"; do

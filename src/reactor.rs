@@ -9,8 +9,9 @@
 //! inspects bytes: protocol work is `conn`'s.
 //!
 //! Graceful shutdown: when its [`Control`] is triggered the reactor drops its listener, sends
-//! close 1001 to every open connection, closes those still in the handshake, and returns from
-//! [`Reactor::run`] once every connection is gone or the shutdown timeout has passed.
+//! close 1001 to every open connection (at most [`SHUTDOWN_WINDOW`] outstanding at once), closes
+//! those still in the handshake, and returns from [`Reactor::run`] once every connection is gone
+//! or the shutdown timeout has passed.
 
 use crate::close::CloseCode;
 use crate::config::Config;
