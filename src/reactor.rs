@@ -174,7 +174,7 @@ impl Reactor {
     /// reloaded). The configuration must have been built with `tls` set (buffer sizes).
     pub fn set_tls(&mut self, source: Arc<TlsSource>) {
         let staging = self.shared.staging();
-        self.shared.tls = Some(Box::new(Tls::new(source, staging)));
+        self.shared.tls = Some(Box::new(Tls::new(source, staging, self.conns.capacity())));
     }
 
     /// Prepares the loop around an already bound, listening, non-blocking socket (socket
