@@ -262,7 +262,9 @@ TLS (wss:// URLs; port 443 by default):
     rustls with aws-lc-rs; ALPN http/1.1; SNI = the URL's host (none for an IP address, which is
     checked against the certificate's IP SANs). The handshake time includes the TLS handshake
     (TCP connect start to the verified 101); TLS failures are handshake failures named `tls: ...`
-    (e.g. `tls: invalid peer certificate: UnknownIssuer`: give --ca or --insecure).
+    (e.g. `tls: invalid peer certificate: UnknownIssuer`: give --ca or --insecure;
+    `CaUsedAsEndEntity`: the server's self-signed certificate says CA:TRUE, which `openssl req
+    -x509` writes by default: make it with -addext basicConstraints=critical,CA:FALSE).
 
 TIMING (seconds, fractions allowed, or with an s or ms suffix: 2.5, 500ms):
     -d, --duration SECS        measured time after ramp-up and warm-up; hold time in idle mode
