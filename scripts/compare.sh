@@ -831,7 +831,23 @@ tls_cost() {
                 awk -v r="${r_p99%x}" 'BEGIN { exit !(r != "-" && r + 0 <= 1.0) }' && verdict="MET"
                 note="$note; p99 target <= 1.0x: $verdict (best peer by p99: ${bp_p99#* })"
             fi
-            # Over TLS (issue 12): server CPU per message <= 0.9x uWebSockets' on OpenSSL.
+            # Over TLS (issue 12): pipelined msg/s >= 1.5x the better tokio-rustls peer, and server
+            # CPU per message <= 0.9x uWebSockets' on OpenSSL.
+            if [ "$TLS" = 1 ] && [ "${SCEN_K[$sc]}" -gt 1 ]; then
+                bt="" btn=""
+                for name in peer-tungstenite-tls peer-fastwebsockets-tls; do
+                    [[ "${R[$sc,$name,status]:-}" == ok* ]] || continue
+                    if [ -z "$bt" ] || awk -v a="${R[$sc,$name,rate]}" -v b="$bt" 'BEGIN { exit !(a > b) }'; then
+                        bt=${R[$sc,$name,rate]} btn=$name
+                    fi
+                done
+                if [ -n "$bt" ]; then
+                    local_r=$(ratio "${R[$sc,$SUBJECT,rate]:-}" "$bt")
+                    verdict="NOT MET"
+                    awk -v r="${local_r%x}" 'BEGIN { exit !(r != "-" && r + 0 >= 1.5) }' && verdict="MET"
+                    note="$note; msg/s vs the better tokio-rustls peer ($btn) $local_r, target >= 1.5x: $verdict"
+                fi
+            fi
             if [ "$TLS" = 1 ] && [[ "${R[$sc,peer-uws-tls,status]:-}" == ok* ]]; then
                 local_r=$(ratio "${R[$sc,$SUBJECT,cpu]:-}" "${R[$sc,peer-uws-tls,cpu]:-}")
                 verdict="NOT MET"
