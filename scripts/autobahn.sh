@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Autobahn|Testsuite conformance run against a release wsecho (the suite's fuzzingclient cases).
 #
-# Usage: scripts/autobahn.sh [--ci] [-v] [PATTERN]
+# Usage: scripts/autobahn.sh [--ci] [--tls] [-v] [PATTERN]
 #   PATTERN  comma separated case-id patterns, '-' excludes         [default: '*,-12.*,-13.*']
 #            ('*,-12.*,-13.*' = groups 1-10, 301 cases: every group that applies while wsecho
 #            has no permessage-deflate; 12.* and 13.* are the deflate groups)
 #   --ci     when the harness is absent, print one line and exit 0 (CI on a clone without
 #            ../shared); without --ci a missing harness is an error (exit 2)
 #   -v       stream the harness's per-case progress instead of keeping it in the log
+#   --tls    run the cases over wss: wsecho gets a throwaway certificate (openssl, made at run
+#            time) and --tls-cert/--tls-key, and the harness (which speaks ws:// only) reaches it
+#            through a socat TCP-to-TLS bridge, so every frame crosses wsecho's TLS record layer
+#            in whatever records and cuts socat makes (socat and openssl: apt-get when missing)
 #
 # The harness is not part of this repository: it is ../shared/autobahn next to the repository
 # root (AUTOBAHN_DIR overrides). Its run.sh creates a Python venv under /tmp on first use
@@ -37,11 +41,13 @@ SCRIPT=autobahn.sh
 . "$ROOT/scripts/lib/common.sh"
 DEFAULT_PATTERN='*,-12.*,-13.*'
 CI=0
+TLS=0
 VERBOSE=0
 PATTERN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
+        --tls) TLS=1 ;;
         -v|--verbose) VERBOSE=1 ;;
         -h|--help) usage; exit 0 ;;
         -[a-zA-Z]*|--*) echo "$SCRIPT: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -78,7 +84,10 @@ read -r -a FLAGS <<< "${WSECHO_FLAGS:-}"
 
 SERVER_PID=""
 HARNESS_PID=""
+BRIDGE_PID=""
 stop_server() {
+    [ -n "$BRIDGE_PID" ] && stop_pids TERM 5 "$BRIDGE_PID"
+    BRIDGE_PID=""
     [ -n "$SERVER_PID" ] || return 0
     stop_pids TERM 12 "$SERVER_PID"
     SERVER_PID=""
@@ -105,6 +114,18 @@ OUT="$(cd "$OUT" && pwd)"
 # A stale report must never be read as this run's.
 rm -f "$OUT/results.json" "$OUT/results.txt" "$OUT/harness.log" "$OUT/wsecho.log"
 
+if [ "$TLS" = 1 ]; then
+    for cmd in socat openssl; do
+        command -v "$cmd" >/dev/null 2>&1 || { echo "== installing $cmd (apt-get)"; apt_install "$cmd" || true; }
+        command -v "$cmd" >/dev/null 2>&1 || { echo "$SCRIPT: --tls needs $cmd" >&2; exit 1; }
+    done
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$OUT/tls-key.pem" -out "$OUT/tls-cert.pem" > "$OUT/openssl.log" 2>&1 \
+        || { echo "$SCRIPT: openssl could not make a certificate:" >&2; tail -n 3 "$OUT/openssl.log" >&2; exit 1; }
+    FLAGS+=(--tls-cert "$OUT/tls-cert.pem" --tls-key "$OUT/tls-key.pem")
+fi
+
 # A free port below the ephemeral range; if another process takes it between the check and the
 # bind, wsecho exits (busy address) and the next port is tried.
 PORT=$(( ${AUTOBAHN_PORT:-19601} - 1 ))
@@ -122,13 +143,23 @@ for attempt in 1 2 3 4 5; do
     fi
 done
 
-echo "== autobahn: cases '$PATTERN' against wsecho ${FLAGS[*]:+${FLAGS[*]} }on ws://127.0.0.1:$PORT/ (harness $AB_DIR)"
+HPORT=$PORT
+if [ "$TLS" = 1 ]; then
+    # The harness connects to the bridge in plain TCP; the bridge speaks TLS to wsecho.
+    HPORT=$(free_port $((PORT + 1)))
+    socat "TCP-LISTEN:$HPORT,fork,reuseaddr,bind=127.0.0.1" "OPENSSL:127.0.0.1:$PORT,verify=0,nodelay" \
+        > "$OUT/socat.log" 2>&1 &
+    BRIDGE_PID=$!
+    wait_port "$HPORT" "$BRIDGE_PID" || { echo "$SCRIPT: the socat bridge did not start:" >&2; tail -n 3 "$OUT/socat.log" >&2; exit 1; }
+fi
+
+echo "== autobahn: cases '$PATTERN' against wsecho ${FLAGS[*]:+${FLAGS[*]} }on ws://127.0.0.1:$HPORT/$([ "$TLS" = 1 ] && echo " (a socat bridge to wss://127.0.0.1:$PORT/)") (harness $AB_DIR)"
 echo "   report: $OUT/results.json, harness log: $OUT/harness.log, server log: $OUT/wsecho.log"
 H0=$(date +%s.%N)
 # `timeout` puts itself and run.sh (and the harness's python) in a new process group, which
 # cleanup ends on an interrupt.
 if [ "$VERBOSE" = 1 ]; then
-    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$PORT" "$PATTERN" \
+    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$HPORT" "$PATTERN" \
         > "$OUT/harness.log" 2>&1 &
     HARNESS_PID=$!
     tail -n +1 --pid="$HARNESS_PID" -f "$OUT/harness.log" | grep --line-buffered -v '^[0-9][0-9.]* *[A-Z-]* *[A-Z-]* ' &
@@ -136,7 +167,7 @@ if [ "$VERBOSE" = 1 ]; then
     wait "$HARNESS_PID"; HRC=$?
     wait "$TAIL_PID" 2>/dev/null
 else
-    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$PORT" "$PATTERN" \
+    AB_OUT="$OUT" timeout "${AUTOBAHN_TIMEOUT:-1800}" bash "$AB_DIR/run.sh" 127.0.0.1 "$HPORT" "$PATTERN" \
         > "$OUT/harness.log" 2>&1 &
     HARNESS_PID=$!
     wait "$HARNESS_PID"; HRC=$?
