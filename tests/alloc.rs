@@ -129,6 +129,12 @@ fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
 fn upgrade_with(addr: std::net::SocketAddr, extra: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    upgrade_on(&mut s, extra);
+    s
+}
+
+/// Sends the upgrade request (with `extra` header lines) on `s` and checks the 101.
+fn upgrade_on(s: &mut (impl Read + Write), extra: &str) {
     let req = format!("GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = Vec::new();
@@ -138,7 +144,6 @@ fn upgrade_with(addr: std::net::SocketAddr, extra: &str) -> TcpStream {
         resp.push(b[0]);
     }
     assert!(resp.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&resp));
-    s
 }
 
 /// One round: each connection (on its own client thread) sends `m` messages of mixed shapes and
@@ -365,15 +370,7 @@ fn wss_upgrade(
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut s = rustls::StreamOwned::new(rustls::ClientConnection::new(cfg.clone(), name).unwrap(), sock);
-    let req = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = Vec::new();
-    let mut b = [0u8; 1];
-    while !resp.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        resp.push(b[0]);
-    }
-    assert!(resp.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&resp));
+    upgrade_on(&mut s, "");
     s
 }
 
