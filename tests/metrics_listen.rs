@@ -9,18 +9,9 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wsecho::server::Server;
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = connect(addr);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 /// The value of the first sample whose name (and leading labels) is `name`.
 fn sample(text: &str, name: &str) -> u64 {
@@ -120,33 +111,14 @@ fn spawn(port: u16, mport: u16, notify: &std::path::Path) -> Child {
         .unwrap()
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("wsecho did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn reuse_port_processes_add_up_over_their_metrics_ports() {
-    let dir = std::env::temp_dir().join(format!("wsecho-test-mlisten-{}", std::process::id()));
-    let _ = std::fs::remove_file(&dir);
-    let rx = UnixDatagram::bind(&dir).unwrap();
-    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let notify = NotifySocket::bind("mlisten");
     let port = free_port();
     let mports = [free_port(), free_port(), free_port()];
-    let mut kids: Vec<Child> = mports.iter().map(|&m| spawn(port, m, &dir)).collect();
-    let mut b = [0u8; 64];
+    let mut kids: Vec<Child> = mports.iter().map(|&m| spawn(port, m, &notify.path)).collect();
     for _ in &kids {
-        let n = rx.recv(&mut b).expect("READY=1");
-        assert_eq!(&b[..n], b"READY=1");
+        assert_eq!(notify.recv("READY=1"), "READY=1");
     }
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let n = 60;
@@ -178,9 +150,8 @@ fn reuse_port_processes_add_up_over_their_metrics_ports() {
     }
     drop(clients);
     for k in kids.iter_mut() {
-        assert_eq!(wait_exit(k, Duration::from_secs(10)).code(), Some(0));
+        assert_eq!(wait_limited(k, Duration::from_secs(10), "wsecho").code(), Some(0));
     }
-    let _ = std::fs::remove_file(&dir);
 }
 
 #[test]

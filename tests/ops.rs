@@ -8,8 +8,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixDatagram;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wsecho::server::Server;
@@ -18,14 +17,6 @@ fn cfg() -> Config {
     let mut c = Config::default();
     c.listen = "127.0.0.1:0".parse().unwrap();
     c
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = connect(addr);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn metric(text: &str, name: &str) -> u64 {
@@ -213,47 +204,26 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsecho"))
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("wsecho did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn notifies_ready_then_stopping_and_exits_0_on_sigterm() {
-    let dir = std::env::temp_dir().join(format!("wsecho-test-notify-{}", std::process::id()));
-    let _ = std::fs::remove_file(&dir);
-    let rx = UnixDatagram::bind(&dir).unwrap();
-    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let notify = NotifySocket::bind("notify");
     let port = free_port();
     let mut child = bin()
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("NOTIFY_SOCKET", &dir)
+        .env("NOTIFY_SOCKET", &notify.path)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut b = [0u8; 256];
-    let n = rx.recv(&mut b).expect("READY=1");
-    assert_eq!(&b[..n], b"READY=1");
+    assert_eq!(notify.recv("READY=1"), "READY=1");
     // Ready means listening: a client upgrades right away.
     let mut s = handshake(format!("127.0.0.1:{port}").parse().unwrap());
     echo(&mut s, OP_TEXT, b"hi");
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let n = rx.recv(&mut b).expect("STOPPING=1");
-    assert_eq!(&b[..n], b"STOPPING=1");
+    assert_eq!(notify.recv("STOPPING=1"), "STOPPING=1");
     expect_close(&mut s, 1001);
-    let st = wait_exit(&mut child, Duration::from_secs(10));
+    let st = wait_limited(&mut child, Duration::from_secs(10), "wsecho");
     assert_eq!(st.code(), Some(0), "{st:?}");
-    let _ = std::fs::remove_file(&dir);
 }
 
 #[test]
@@ -288,7 +258,7 @@ fn socket_activation_uses_the_inherited_listener() {
     // SAFETY: kill(2) on our own child's pid; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     expect_close(&mut s, 1001);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(wait_limited(&mut child, Duration::from_secs(10), "wsecho").code(), Some(0));
 }
 
 #[test]

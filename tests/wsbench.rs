@@ -9,14 +9,14 @@
 //! and, as a backstop, by a deadline after which the test kills it and fails. Results are read
 //! from `--json`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use sha1::Digest as _;
+use common::{accept_for, json_field as field, json_num as num, wait_limited, wsbench_json, BenchRun};
 
 /// What a test server does with each connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,13 +56,6 @@ fn spawn_server(behaviour: Behaviour) -> SocketAddr {
         }
     });
     addr
-}
-
-fn accept_key(key: &str) -> String {
-    let mut h = sha1::Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize().as_slice())
 }
 
 /// Reads one client frame: (fin, opcode, unmasked payload); RSV1 is ignored.
@@ -152,7 +145,7 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
     };
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{ext}\r\n",
-        accept_key(&key)
+        accept_for(&key)
     );
     if behaviour == Behaviour::SlowUpgrade {
         for piece in resp.as_bytes().chunks(resp.len() / 3 + 1) {
@@ -209,69 +202,9 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
     }
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    json: String,
-}
-
 /// Runs wsbench with `args` plus `--json FILE`; kills it and fails the test after `limit`.
-fn wsbench(name: &str, args: &[&str], limit: Duration) -> Run {
-    let json_path: PathBuf = std::env::temp_dir().join(format!("wsbench-test-{}-{name}.json", std::process::id()));
-    let _ = std::fs::remove_file(&json_path);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsbench"))
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsbench");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for wsbench") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsbench {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = t_out.join().unwrap();
-    let stderr = t_err.join().unwrap();
-    let json = std::fs::read_to_string(&json_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&json_path);
-    Run { status, stdout, stderr, json }
-}
-
-/// The raw value of `"key": value` in wsbench's JSON (objects returned whole, `{...}`).
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let pat = format!("\"{key}\": ");
-    let start = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
-    let rest = &json[start..];
-    let end = if rest.starts_with('{') { rest.find('}').unwrap() + 1 } else { rest.find([',', '\n']).unwrap() };
-    rest[..end].trim()
-}
-
-fn num(json: &str, key: &str) -> u64 {
-    let v = field(json, key);
-    v.parse().unwrap_or_else(|_| panic!("{key} = {v} is not a count"))
+fn wsbench(name: &str, args: &[&str], limit: Duration) -> BenchRun {
+    wsbench_json("wsbench-test", name, args, limit)
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -409,18 +342,7 @@ fn help_lists_the_options() {
 
 /// Starts the real server in-process on an ephemeral port.
 fn start_wsecho() -> SocketAddr {
-    start_wsecho_with(|_| {})
-}
-
-/// Starts the real server in-process on an ephemeral port, with `edit` applied to its config.
-fn start_wsecho_with(edit: impl FnOnce(&mut wsecho::config::Config)) -> SocketAddr {
-    let mut cfg = wsecho::config::Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    edit(&mut cfg);
-    let mut r = wsecho::reactor::Reactor::bind(&cfg).expect("bind wsecho");
-    let addr = r.local_addr();
-    std::thread::spawn(move || r.run());
-    addr
+    common::start(|_| {})
 }
 
 #[test]
@@ -554,18 +476,7 @@ fn sigint_prints_the_partial_result() {
     }
     // SAFETY: signalling our own child, which has not been waited for, so its pid is still ours.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsbench ignored SIGINT for 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_limited(&mut child, Duration::from_secs(30), "wsbench after SIGINT");
     let rest: Vec<String> = rx.iter().collect();
     let json = std::fs::read_to_string(&json_path).unwrap_or_default();
     let _ = std::fs::remove_file(&json_path);
@@ -632,7 +543,7 @@ fn soak_mode_counts_server_closes_as_lost() {
 #[test]
 fn deflate_against_wsecho_passthrough_and_recompress() {
     for recompress in [false, true] {
-        let addr = start_wsecho_with(|c| {
+        let addr = common::start(|c| {
             c.deflate.enabled = true;
             c.deflate_recompress = recompress;
         });

@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hdrhistogram::serialization::Deserializer;
@@ -29,35 +28,6 @@ fn wsbench(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wsbench"));
     c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
-}
-
-/// Waits for `child` (killing it and failing after `limit`); its stdout and stderr.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for wsbench") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsbench still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
 }
 
 fn text(v: &[u8]) -> String {
@@ -139,7 +109,8 @@ fn two_processes_merged_equal_one_histogram_of_all_samples() {
         ];
         children.push(wsbench(&args).spawn().expect("start wsbench"));
     }
-    let outs: Vec<Output> = children.into_iter().map(|c| finish(c, Duration::from_secs(60))).collect();
+    let outs: Vec<Output> =
+        children.into_iter().map(|c| common::output_limited(c, Duration::from_secs(60), "wsbench")).collect();
     for o in &outs {
         assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     }
@@ -239,12 +210,12 @@ fn two_processes_merged_equal_one_histogram_of_all_samples() {
 #[test]
 fn start_at_in_the_past_is_refused() {
     let past = format!("{:.3}", unix_now() - 5.0);
-    let o = finish(wsbench(&["--start-at", &past, "ws://127.0.0.1:9/"]).spawn().unwrap(), Duration::from_secs(30));
+    let o = common::run_limited(&mut wsbench(&["--start-at", &past, "ws://127.0.0.1:9/"]), Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("--start-at is 5."), "{}", text(&o.stderr));
     // A day and an hour ahead, and milliseconds: unit mistakes.
     for t in [format!("{:.0}", unix_now() + 90_000.0), format!("{:.0}", unix_now() * 1000.0)] {
-        let o = finish(wsbench(&["--start-at", &t, "ws://127.0.0.1:9/"]).spawn().unwrap(), Duration::from_secs(30));
+        let o = common::run_limited(&mut wsbench(&["--start-at", &t, "ws://127.0.0.1:9/"]), Duration::from_secs(30));
         assert_eq!(o.status.code(), Some(2));
         assert!(text(&o.stderr).contains("Unix time in seconds"), "{}", text(&o.stderr));
     }

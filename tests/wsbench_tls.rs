@@ -13,12 +13,15 @@
 //! Each wsbench run is bounded by its own `--duration` and, as a backstop, by a deadline after
 //! which the test kills it and fails. Results are read from `--json`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use common::{json_num as num, wsbench_json, BenchRun};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
@@ -200,93 +203,22 @@ fn relay(
     result
 }
 
-/// The real server in-process on an ephemeral port, with `edit` applied to its config.
-fn start_wsecho_with(edit: impl FnOnce(&mut wsecho::config::Config)) -> SocketAddr {
-    let mut cfg = wsecho::config::Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    edit(&mut cfg);
-    let mut r = wsecho::reactor::Reactor::bind(&cfg).expect("bind wsecho");
-    let addr = r.local_addr();
-    std::thread::spawn(move || r.run());
-    addr
-}
-
 /// One terminator with the local certificate in front of a plain wsecho, for the whole process.
 fn terminator() -> &'static Terminator {
     static T: OnceLock<Terminator> = OnceLock::new();
     T.get_or_init(|| {
         let (der, _, key) = local_cert();
-        Terminator::start(server_config(der.clone(), key.clone_key()), start_wsecho_with(|_| {}))
+        Terminator::start(server_config(der.clone(), key.clone_key()), common::start(|_| {}))
     })
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    json: String,
-}
-
 /// Runs wsbench with `args` plus `--json FILE`; kills it and fails the test after `limit`.
-fn wsbench(name: &str, args: &[&str], limit: Duration) -> Run {
-    let json_path = std::env::temp_dir().join(format!("wsbench-tls-test-{}-{name}.json", std::process::id()));
-    let _ = std::fs::remove_file(&json_path);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsbench"))
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsbench");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for wsbench") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsbench {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = t_out.join().unwrap();
-    let stderr = t_err.join().unwrap();
-    let json = std::fs::read_to_string(&json_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&json_path);
-    Run { status, stdout, stderr, json }
-}
-
-/// The raw value of `"key": value` in wsbench's JSON (objects returned whole, `{...}`).
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let pat = format!("\"{key}\": ");
-    let start = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
-    let rest = &json[start..];
-    let end = if rest.starts_with('{') { rest.find('}').unwrap() + 1 } else { rest.find([',', '\n']).unwrap() };
-    rest[..end].trim()
-}
-
-fn num(json: &str, key: &str) -> u64 {
-    let v = field(json, key);
-    v.parse().unwrap_or_else(|_| panic!("{key} = {v} is not a count"))
+fn wsbench(name: &str, args: &[&str], limit: Duration) -> BenchRun {
+    wsbench_json("wsbench-tls-test", name, args, limit)
 }
 
 /// A clean run: exit 0, every connection upgraded, nothing mismatched or lost.
-fn assert_clean(r: &Run, conns: u64) {
+fn assert_clean(r: &BenchRun, conns: u64) {
     assert_eq!(r.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert_eq!(num(&r.json, "upgraded"), conns, "{}", r.json);
     assert_eq!(num(&r.json, "echo_mismatches"), 0, "{}", r.json);
@@ -345,7 +277,7 @@ fn untrusted_or_misnamed_certificates_are_clear_errors() {
 
     // A certificate for example.com only, trusted, but the URL names 127.0.0.1.
     let (der, pem, key) = certificate(&["example.com"]);
-    let other = Terminator::start(server_config(der, key), start_wsecho_with(|_| {}));
+    let other = Terminator::start(server_config(der, key), common::start(|_| {}));
     let pem_path = std::env::temp_dir().join(format!("wsbench-tls-test-{}-other.pem", std::process::id()));
     std::fs::write(&pem_path, pem).unwrap();
     let r = wsbench(
@@ -383,7 +315,7 @@ fn insecure_accepts_a_self_signed_certificate() {
 fn versions_sni_and_resumption() {
     // Its own terminator: other tests' connections must not mix into what it saw.
     let (der, _, key) = local_cert();
-    let t = Terminator::start(server_config(der.clone(), key.clone_key()), start_wsecho_with(|_| {}));
+    let t = Terminator::start(server_config(der.clone(), key.clone_key()), common::start(|_| {}));
     let url = format!("wss://localhost:{}/", t.addr.port());
     for (v, want) in [("1.2", ProtocolVersion::TLSv1_2), ("1.3", ProtocolVersion::TLSv1_3)] {
         for resume in [true, false] {
@@ -469,7 +401,7 @@ fn every_mode_over_wss() {
 
     let (der, _, key) = local_cert();
     let zt =
-        Terminator::start(server_config(der.clone(), key.clone_key()), start_wsecho_with(|c| c.deflate.enabled = true));
+        Terminator::start(server_config(der.clone(), key.clone_key()), common::start(|c| c.deflate.enabled = true));
     let r = wsbench(
         "deflate",
         &[
@@ -497,12 +429,7 @@ fn every_mode_over_wss() {
 
 /// The server's `/metrics` (plain HTTP on its `--metrics-listen` port).
 fn http_metrics(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to the metrics port");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    common::http_get(addr, "/metrics")
 }
 
 /// The sum of the samples of `name` whose labels start with `labels` (e.g. `version="1.3"`).
