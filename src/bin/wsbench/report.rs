@@ -435,24 +435,10 @@ mod tests {
     use super::*;
     use crate::cli::test_config;
 
-    pub(crate) fn sample() -> Stats {
-        let mut s = Stats::default();
-        for v in [1_000u64, 2_000, 2_000, 50_000, 7_000_000] {
-            s.latency.record(v).unwrap();
-        }
-        s.handshake.record(123_456).unwrap();
-        s.msgs = 5;
-        s.bytes = 100;
-        s.target = 10;
-        s.upgraded = 9;
-        s.close_window(1_000, 2_000_001_000);
-        s.connect_failed("connection refused");
+    /// `stats`' sample, with a failure reason that JSON must escape and the elapsed time set.
+    fn sample() -> Stats {
+        let mut s = crate::stats::tests::sample();
         s.handshake_failed("status \"400\"");
-        s.server_close(1011);
-        s.server_close(1011);
-        s.lost_connection("server close");
-        s.mismatches = 3;
-        s.fidelity_errors = 4;
         s.elapsed_ns = 3_000_000_123;
         s
     }

@@ -595,10 +595,11 @@ pub fn table(cfg: &Config, s: &Stats) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Stats {
+    /// A result with a bit of everything (the other modules' tests build on it too).
+    pub(crate) fn sample() -> Stats {
         let mut s = Stats::default();
         for v in [1_000u64, 2_000, 2_000, 50_000, 7_000_000] {
             s.latency.record(v).unwrap();
