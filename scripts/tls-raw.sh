@@ -244,22 +244,26 @@ import json, random, socket, ssl, sys, threading, time
 port, hello, cert = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
 res = {}
 
+def until_closed(s):
+    """Reads until the connection ends: what came, and how it ended ("EOF", "RST" or "timeout")."""
+    got = b""
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                return got, "EOF"
+            got += b
+    except ConnectionResetError:
+        return got, "RST"
+    except socket.timeout:
+        return got, "timeout"
+
 def run(name, data, limit=6):
     s = socket.create_connection(("127.0.0.1", port)); s.settimeout(limit)
     t0 = time.monotonic()
     if data:
         s.sendall(data)
-    got, how = b"", "timeout"
-    try:
-        while True:
-            b = s.recv(4096)
-            if not b:
-                how = "EOF"; break
-            got += b
-    except ConnectionResetError:
-        how = "RST"
-    except socket.timeout:
-        pass
+    got, how = until_closed(s)
     res[name] = {"how": how, "secs": round(time.monotonic() - t0, 2), "got": got[:16].hex(), "len": len(got),
                  "http": b"HTTP/" in got}
 
@@ -294,17 +298,7 @@ def bad_record():
     forged = bytes([0x17, 3, 3, 0, 40]) + random.Random(1).randbytes(40)
     t0 = time.monotonic()
     s.sendall(forged)
-    got, how = b"", "timeout"
-    try:
-        while True:
-            b = s.recv(4096)
-            if not b:
-                how = "EOF"; break
-            got += b
-    except ConnectionResetError:
-        how = "RST"
-    except socket.timeout:
-        pass
+    got, how = until_closed(s)
     res[name] = {"how": how, "secs": round(time.monotonic() - t0, 2), "len": len(got),
                  "upgraded": head.startswith(b"HTTP/1.1 101 "), "got": got[:16].hex()}
 
