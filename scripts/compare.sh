@@ -42,7 +42,8 @@
 #                      per message, and whether it saw more bytes than it sent (an echo that is not
 #                      frame for frame; load_test checks echoes by counting bytes). One message in
 #                      flight is load_test as it is; K in flight is benches/peers/uws's wrapper that
-#                      sends K of its frames per write. ~15 s per row and server.
+#                      sends K of its frames per write. ~15 s per row and server (and round: with
+#                      --rounds these runs are interleaved too, medians shown).
 #   --idle-conns N     connections for the idle-memory scenario [default: 10000]
 #   --retries N        run a row again when other processes took >= 15% of a pinned CPU during
 #                      it, at most N more times, and keep the quietest run [default: 2]
@@ -752,9 +753,29 @@ if [ "$LOAD_TEST" = 1 ]; then
         read -r conns size k label <<<"${SCENARIOS[$i]}"
         # 16 KiB and more; over TLS also 20 B (the issue's uWebSockets figure is load_test's 100 x 20 B).
         [ "$size" -ge 16384 ] || { [ "$TLS" = 1 ] && [ "$size" -le 20 ]; } || continue
-        LT_SCS+=("s$((i + 1))")
+        sc="s$((i + 1))"
+        LT_SCS+=("$sc")
+        # --rounds: interleaved like the echo rows; each figure the median of the rounds that passed.
+        declare -A LR=()
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for name in "${RUN_SERVERS[@]}"; do
+                run_load_test "$sc" "$name" "$conns" "$size" "$k"
+                LR[$name,$r,rate]=${L[$sc,$name,rate]:-} LR[$name,$r,cpu]=${L[$sc,$name,cpu]:-} LR[$name,$r,status]=${L[$sc,$name,status]}
+            done
+        done
+        [ "$ROUNDS" = 1 ] && continue
         for name in "${RUN_SERVERS[@]}"; do
-            run_load_test "s$((i + 1))" "$name" "$conns" "$size" "$k"
+            rates=() cpus=() fails=""
+            for ((r = 1; r <= ROUNDS; r++)); do
+                if [ "${LR[$name,$r,status]}" = ok ] && [ -n "${LR[$name,$r,cpu]}" ]; then
+                    rates+=("${LR[$name,$r,rate]}") cpus+=("${LR[$name,$r,cpu]}")
+                else
+                    fails="${fails:+$fails; }round $r: ${LR[$name,$r,status]}"
+                fi
+            done
+            L[$sc,$name,rate]=$(median "${rates[@]}") L[$sc,$name,cpu]=$(median "${cpus[@]}")
+            if [ ${#cpus[@]} = 0 ]; then L[$sc,$name,status]="FAIL: $fails"; else
+                L[$sc,$name,status]="ok (median of ${#cpus[@]} of $ROUNDS rounds; CPU us/msg $(printf '%s ' "${cpus[@]}"))${fails:+; $fails}"; fi
         done
     done
 fi

@@ -13,11 +13,12 @@
 #               handshake (utime+stime / handshakes), and 1e6 / that: what one core sustains.
 #   flood       a fresh server on CPU 0; wsbench --mode rate on CPU 1 keeps 100 wss connections
 #               echoing 20 B at 10,000 msg/s in all (open loop: latency counted from each
-#               message's scheduled send time) for SECS seconds; during its measured window,
-#               floods of 1,000 new connections at once (wsbench --mode idle -c 1000
+#               message's scheduled send time) for SECS seconds; during its measured window, every
+#               0.5 s a flood of 1,000 new connections at once (wsbench --mode idle -c 1000
 #               --max-pending 1000 --no-tls-resume, each flood from its own 127.0.1.x source
-#               address, at nice 19 on CPU 1 so the measuring client keeps its CPU) follow one
-#               another. The same run without floods is the control. Prints the echo latency
+#               address, at nice 19 on CPU 1 so the measuring client keeps its CPU; each holds
+#               its connections until after the window, so their closes fall outside it). The
+#               same run without floods is the control. Prints the echo latency
 #               p50/p99/p99.9/max, the floods' handshakes and their handshake time p50/p99 (TCP
 #               connect to 101), the server's CPU per flood handshake (its CPU in the window less
 #               the control window's, over the handshakes), and for wsecho the deferred handshake
@@ -46,7 +47,7 @@ SCRIPT=tls-bench
 die() { echo "$SCRIPT: $*" >&2; exit 2; }
 SERVERS="wsecho-tls,peer-tungstenite-tls,peer-fastwebsockets-tls"
 [ -z "${UWS_SRC:-}" ] || SERVERS="$SERVERS,peer-uws-tls"
-ROUNDS=3 SECS=5 PAR=4 BUILD=1 PORT_BASE=9510 OUT="" PICK=()
+ROUNDS=3 SECS=5 PAR=4 FLOOD_EVERY=0.5 BUILD=1 PORT_BASE=9510 OUT="" PICK=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --servers) SERVERS=${2:?}; shift ;;
@@ -175,7 +176,7 @@ run_handshakes() {
 
 # flood NAME ROUND MODE(none|flood)
 run_flood() {
-    local name=$1 r=$2 mode=$3 base="$OUT/flood.$1.$3.r$2" port=${PORT[$1]} d0="" d1="" c0 c1 i=0 hs=0 end bpid
+    local name=$1 r=$2 mode=$3 base="$OUT/flood.$1.$3.r$2" port=${PORT[$1]} d0="" d1="" c0 c1 i=0 k v hs=0 end bpid
     start_server "$name" "$base.server.log" || return
     rm -f "$base.ready" "$base.json"
     taskset -c 1 "$WSBENCH" -q -m rate -c 100 -s 20 --rate 10000 --warmup 1 -d "$SECS" --close-timeout 2 \
@@ -188,17 +189,28 @@ run_flood() {
     c0=$(cpu_ticks "$SERVER_PID")
     end=$(awk -v s="$SECS" -v t="$(now)" 'BEGIN { printf "%.3f", t + s - 0.5 }')
     if [ "$mode" = flood ]; then
-        while awk -v e="$end" -v t="$(now)" 'BEGIN { exit !(t < e) }' && [ "$i" -lt 200 ]; do
+        # One flood every FLOOD_EVERY s; each holds its connections until after the window, so
+        # that only handshakes (and upgrades) fall inside it, not 1,000 closes at once.
+        local fpids=() hold
+        while awk -v e="$end" -v t="$(now)" 'BEGIN { exit !(t < e - 0.3) }' && [ "$i" -lt 200 ]; do
             i=$((i + 1))
-            nice -n 19 taskset -c 1 "$WSBENCH" -q -m idle -c 1000 --max-pending 1000 --no-tls-resume -d 0.05 \
-                --close-timeout 2 --source-ips "127.0.1.$((i % 250 + 1))" --json "$base.f$i.json" \
-                --insecure "wss://127.0.0.1:$port/" >"$base.f$i.out" 2>&1
-            hs=$((hs + $(jnum "$base.f$i.json" upgraded || echo 0)))
+            hold=$(awk -v e="$end" -v t="$(now)" 'BEGIN { printf "%.2f", e - t + 1.5 }')
+            nice -n 19 taskset -c 1 "$WSBENCH" -q -m idle -c 1000 --max-pending 1000 --no-tls-resume -d "$hold" \
+                --close-timeout 3 --source-ips "127.0.1.$((i % 250 + 1))" --json "$base.f$i.json" \
+                --insecure "wss://127.0.0.1:$port/" >"$base.f$i.out" 2>&1 &
+            fpids+=($!)
+            CLIENT_PIDS=("$bpid" "${fpids[@]}")
+            sleep "$FLOOD_EVERY"
         done
     fi
     c1=$(cpu_ticks "$SERVER_PID")
     [ "$name" = wsecho-tls ] && d1=$(deferred)
     wait "$bpid"
+    [ "$i" = 0 ] || wait "${fpids[@]}"
+    for ((k = 1; k <= i; k++)); do
+        v=$(jnum "$base.f$k.json" upgraded)
+        hs=$((hs + ${v:-0}))
+    done
     CLIENT_PIDS=()
     stop_server
     local p50 p99 p999 max hp50="" hp99=""
