@@ -533,6 +533,11 @@ run_echo() {
     fi
     local why
     why=$(failure "$json" "$rc" "$alive")
+    # wsbench has exited 0 with no message echoed in the whole window (every connection stalled,
+    # 100 close timeouts): not a result.
+    if [ -z "$why" ] && [ -n "$MSG0" ] && [ "$MSG1" = "$MSG0" ]; then
+        why="no message echoed in the measured window (a stall: see $base.wsbench.out)"
+    fi
     if [ -z "$why" ]; then
         R[$sc,$name,status]="ok"
         if [ "${R[$sc,$name,clipct]:-0}" -ge 95 ] && [ "${R[$sc,$name,srvpct]:-100}" -lt 90 ]; then
