@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Autobahn|Testsuite conformance run against a release wsecho (the suite's fuzzingclient cases).
 #
-# Usage: scripts/autobahn.sh [--ci] [--tls] [-v] [PATTERN]
+# Usage: scripts/autobahn.sh [--ci] [--tls | --via nginx|haproxy] [--compare RESULTS.json] [-v] [PATTERN]
 #   PATTERN  comma separated case-id patterns, '-' excludes         [default: '*,-12.*,-13.*']
 #            ('*,-12.*,-13.*' = groups 1-10, 301 cases: every group that applies while wsecho
 #            has no permessage-deflate; 12.* and 13.* are the deflate groups)
@@ -12,6 +12,15 @@
 #            time) and --tls-cert/--tls-key, and the harness (which speaks ws:// only) reaches it
 #            through a socat TCP-to-TLS bridge, so every frame crosses wsecho's TLS record layer
 #            in whatever records and cuts socat makes (socat and openssl: apt-get when missing)
+#   --via P  run the cases through a reverse proxy, P = nginx or haproxy (apt-get when missing):
+#            the repository's scripts/nginx/nginx.conf or scripts/haproxy/haproxy.cfg with its
+#            listener moved to a free port and its one backend this wsecho (scripts/lib/proxy.sh);
+#            the harness connects to the proxy. The proxy's log is kept as OUT/proxy.log
+#   --compare RESULTS.json
+#            after the run, list every case whose outcome differs from that earlier report's
+#            (behaviour, close behaviour, close codes, who closed or dropped TCP, clean or not)
+#            and the cases whose duration changed most: e.g. a --via run against a direct one.
+#            Differences are listed, not failed on
 #
 # The harness is not part of this repository: it is ../shared/autobahn next to the repository
 # root (AUTOBAHN_DIR overrides). Its run.sh creates a Python venv under /tmp on first use
@@ -39,15 +48,23 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=autobahn.sh
 # shellcheck source=scripts/lib/common.sh
 . "$ROOT/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/proxy.sh
+. "$ROOT/scripts/lib/proxy.sh"
 DEFAULT_PATTERN='*,-12.*,-13.*'
 CI=0
 TLS=0
+VIA=""
+COMPARE=""
 VERBOSE=0
 PATTERN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --ci) CI=1 ;;
         --tls) TLS=1 ;;
+        --via) VIA=${2:-}; shift
+               case "$VIA" in nginx|haproxy) ;; *) echo "$SCRIPT: --via takes nginx or haproxy" >&2; exit 2 ;; esac ;;
+        --compare) COMPARE=${2:-}; shift
+               [ -f "$COMPARE" ] || { echo "$SCRIPT: --compare: no file '$COMPARE'" >&2; exit 2; } ;;
         -v|--verbose) VERBOSE=1 ;;
         -h|--help) usage; exit 0 ;;
         -[a-zA-Z]*|--*) echo "$SCRIPT: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -58,6 +75,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 PATTERN=${PATTERN:-$DEFAULT_PATTERN}
+[ "$TLS" = 1 ] && [ -n "$VIA" ] && { echo "$SCRIPT: --tls and --via do not go together" >&2; exit 2; }
+[ -n "$COMPARE" ] && COMPARE=$(realpath "$COMPARE")
 
 # The harness: AUTOBAHN_DIR, else ../shared/autobahn beside the repository root (not beside the
 # caller's working directory, and not wherever the repository was cloned from).
@@ -85,9 +104,16 @@ read -r -a FLAGS <<< "${WSECHO_FLAGS:-}"
 SERVER_PID=""
 HARNESS_PID=""
 BRIDGE_PID=""
+PROXY_DIR=""
 stop_server() {
     [ -n "$BRIDGE_PID" ] && stop_pids TERM 5 "$BRIDGE_PID"
     BRIDGE_PID=""
+    if [ -n "$PROXY_DIR" ]; then
+        proxy_stop
+        cat "$PROXY_DIR"/*.log > "$OUT/proxy.log" 2>/dev/null
+        rm -rf "$PROXY_DIR"
+        PROXY_DIR=""
+    fi
     [ -n "$SERVER_PID" ] || return 0
     stop_pids TERM 12 "$SERVER_PID"
     SERVER_PID=""
@@ -112,7 +138,7 @@ OUT=${AB_OUT:-$(target_dir)/autobahn}
 mkdir -p "$OUT" || { echo "$SCRIPT: cannot create $OUT" >&2; exit 1; }
 OUT="$(cd "$OUT" && pwd)"
 # A stale report must never be read as this run's.
-rm -f "$OUT/results.json" "$OUT/results.txt" "$OUT/harness.log" "$OUT/wsecho.log"
+rm -f "$OUT/results.json" "$OUT/results.txt" "$OUT/harness.log" "$OUT/wsecho.log" "$OUT/proxy.log"
 
 if [ "$TLS" = 1 ]; then
     for cmd in socat openssl; do
@@ -152,8 +178,16 @@ if [ "$TLS" = 1 ]; then
     BRIDGE_PID=$!
     wait_port "$HPORT" "$BRIDGE_PID" || { echo "$SCRIPT: the socat bridge did not start:" >&2; tail -n 3 "$OUT/socat.log" >&2; exit 1; }
 fi
+if [ -n "$VIA" ]; then
+    proxy_need "$VIA"
+    PROXY_DIR=$(mktemp -d /tmp/wsecho-autobahn-proxy.XXXXXX)
+    chmod 755 "$PROXY_DIR" # nginx's workers (nobody, when run as root) reach their temp directories
+    HPORT=$(free_port $((PORT + 1)))
+    SPORT=$(free_port $((HPORT + 1)))
+    proxy_start "$VIA" "$PROXY_DIR" "$HPORT" "$SPORT" "$PORT" || exit 1
+fi
 
-echo "== autobahn: cases '$PATTERN' against wsecho ${FLAGS[*]:+${FLAGS[*]} }on ws://127.0.0.1:$HPORT/$([ "$TLS" = 1 ] && echo " (a socat bridge to wss://127.0.0.1:$PORT/)") (harness $AB_DIR)"
+echo "== autobahn: cases '$PATTERN' against wsecho ${FLAGS[*]:+${FLAGS[*]} }on ws://127.0.0.1:$HPORT/$([ "$TLS" = 1 ] && echo " (a socat bridge to wss://127.0.0.1:$PORT/)")$([ -n "$VIA" ] && echo " ($(proxy_version "$VIA") in front of ws://127.0.0.1:$PORT/)") (harness $AB_DIR)"
 echo "   report: $OUT/results.json, harness log: $OUT/harness.log, server log: $OUT/wsecho.log"
 H0=$(date +%s.%N)
 # `timeout` puts itself and run.sh (and the harness's python) in a new process group, which
@@ -177,6 +211,11 @@ H1=$(date +%s.%N)
 
 SERVER_OK=1
 alive "$SERVER_PID" || SERVER_OK=0
+if [ -n "$PROXY_PID" ] && ! alive "$PROXY_PID"; then
+    SERVER_OK=0
+    echo "FAILED: $VIA was no longer running when the harness finished; last lines of its log:"
+    tail -n 5 "$PROXY_DIR"/*.log
+fi
 stop_server
 
 if [ "$VERBOSE" = 1 ]; then
@@ -246,6 +285,50 @@ if s.get("harness_errors"):
 sys.exit(1 if bad or not cases or s.get("harness_errors") else 0)
 EOF
 PRC=$?
+
+if [ -n "$COMPARE" ]; then
+    python3 - "$COMPARE" "$OUT/results.json" <<'EOF'
+import json, sys
+
+def load(p):
+    return {c["id"]: c for c in json.load(open(p)).get("cases") or []}
+
+def key(i):
+    return [int(x) if x.isdigit() else x for x in i.split(".")]
+
+def ms(c):
+    return c.get("duration_ms") or 0
+
+a, b = load(sys.argv[1]), load(sys.argv[2])
+FIELDS = ["behavior", "behaviorClose", "remoteCloseCode", "remoteCloseReason", "localCloseCode",
+          "closedByMe", "failedByMe", "droppedByMe", "wasClean", "wasNotCleanReason", "harness_error"]
+common = sorted(set(a) & set(b), key=key)
+print("== compared with %s: %d cases in both%s" % (sys.argv[1], len(common),
+      "" if set(a) == set(b) else ", %d only there, %d only here" % (len(set(a) - set(b)), len(set(b) - set(a)))))
+diff = 0
+for i in common:
+    d = [(f, a[i].get(f), b[i].get(f)) for f in FIELDS if a[i].get(f) != b[i].get(f)]
+    if d:
+        diff += 1
+        print("   %-8s %s" % (i, "; ".join("%s %s -> %s" % x for x in d)))
+        if a[i].get("behavior") != b[i].get("behavior") and "received" in b[i]:
+            print("            received here: %s" % json.dumps(b[i]["received"])[:200])
+print("   %d case(s) with another outcome" % diff)
+# Durations (the suite's own, ms): in all, per group, then the largest changes.
+print("   case durations: %d ms there, %d ms here (sum over the common cases)" %
+      (sum(ms(a[i]) for i in common), sum(ms(b[i]) for i in common)))
+groups = {}
+for i in common:
+    g = groups.setdefault(i.split(".")[0], [0, 0])
+    g[0] += ms(a[i])
+    g[1] += ms(b[i])
+print("   per group, ms there -> here: " + ", ".join("%s: %d -> %d" % (g, v[0], v[1])
+      for g, v in sorted(groups.items(), key=lambda x: int(x[0]))))
+for i in sorted(common, key=lambda i: -abs(ms(b[i]) - ms(a[i])))[:8]:
+    if abs(ms(b[i]) - ms(a[i])) >= 20:
+        print("   duration %-8s %5d -> %5d ms  %s" % (i, ms(a[i]), ms(b[i]), a[i].get("description", "")[:60]))
+EOF
+fi
 
 T1=$(date +%s.%N)
 if [ "$SERVER_OK" = 0 ]; then
