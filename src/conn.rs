@@ -57,6 +57,8 @@ pub enum Next {
     Keep,
     /// The per-wakeup budget ran out with more to read: come back after the others.
     Again,
+    /// A TLS handshake waits for the handshake budget of a later turn (nothing was read).
+    Defer,
     /// Done: drop it (closes the socket).
     Close,
 }
@@ -258,7 +260,7 @@ impl<S: Socket> Connection<S> {
             // A TLS handshake costs real CPU: a bounded number per turn (`tls::session`).
             if sh.tls.as_ref().is_some_and(|t| !t.may_proceed(self.tls)) {
                 sh.metrics.tls_deferred += 1;
-                return Next::Again;
+                return Next::Defer;
             }
         }
         for i in 0..READS_PER_WAKEUP {

@@ -26,6 +26,7 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +139,11 @@ pub struct Reactor {
     /// Connections that used their whole read budget this turn (more to read): the head of the
     /// next turn's `ready`.
     again: Vec<usize>,
-    /// The keys in `ready` or `again`: each connection is queued at most once.
+    /// TLS handshakes put off for lack of this turn's handshake budget, oldest first: each turn
+    /// takes its budget from the head before the read queue, so a burst of N handshakes costs N
+    /// visits, not one per deferred connection per turn.
+    deferred: VecDeque<usize>,
+    /// The keys in `ready`, `again` or `deferred`: each connection is queued at most once.
     queued: KeySet,
     control: Arc<Control>,
     /// Idle/ping timer configured.
@@ -217,6 +222,7 @@ impl Reactor {
             accept_again: false,
             ready: Vec::with_capacity(1024),
             again: Vec::with_capacity(1024),
+            deferred: VecDeque::new(),
             queued: KeySet::default(),
             control,
             idle: idle_ms.is_some(),
@@ -335,7 +341,7 @@ impl Reactor {
             let d = Duration::from_millis(until.saturating_sub(now).into());
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
-        if !self.again.is_empty() || self.accept_again {
+        if !self.again.is_empty() || !self.deferred.is_empty() || self.accept_again {
             timeout = Some(Duration::ZERO);
         }
         if let Some(m) = max_wait {
@@ -371,9 +377,16 @@ impl Reactor {
             }
         }
         self.events = events;
-        // The read phase: one read budget per queued connection, in queue order.
+        // The read phase: one read budget per queued connection, in queue order, after this
+        // turn's share of the put-off TLS handshakes (oldest first).
         if let Some(t) = self.shared.tls.as_mut() {
             t.new_turn();
+        }
+        while self.shared.tls.as_ref().is_some_and(|t| t.budget_left() > 0) {
+            let Some(k) = self.deferred.pop_front() else { break };
+            if self.queued.remove(k) {
+                self.read(k);
+            }
         }
         let mut ready = std::mem::take(&mut self.ready);
         for &k in &ready {
@@ -461,6 +474,12 @@ impl Reactor {
             Next::Again => {
                 if self.queued.insert(k) {
                     self.again.push(k);
+                }
+                self.sync_timer(k, before, after);
+            }
+            Next::Defer => {
+                if self.queued.insert(k) {
+                    self.deferred.push_back(k);
                 }
                 self.sync_timer(k, before, after);
             }

@@ -137,6 +137,12 @@ impl Tls {
         self.budget = HANDSHAKES_PER_TURN;
     }
 
+    /// Handshake reads left in this turn's budget.
+    #[inline]
+    pub fn budget_left(&self) -> u32 {
+        self.budget
+    }
+
     /// Whether session `slot` may go on with its handshake this turn (established sessions
     /// always may).
     #[inline]

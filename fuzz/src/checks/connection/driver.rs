@@ -158,7 +158,7 @@ impl Driver {
                 self.conn.release(&mut self.sh);
                 return;
             }
-            Next::Again => self.rd = true,
+            Next::Again | Next::Defer => self.rd = true,
             Next::Keep => {}
         }
         if pending > 0 && self.room > 0 && !self.wr {
