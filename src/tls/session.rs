@@ -247,7 +247,7 @@ impl Tls {
         } else {
             // At most `want` bytes of ciphertext in all (plaintext is never longer), unless the
             // carried record alone needs more to be complete.
-            let need = record_len(&rbuf[lo..lo + c]).map_or(HEADER_LEN - c, |l| l - c);
+            let need = record_len(&rbuf[lo..lo + c]).map_or_else(|| HEADER_LEN - c, |l| l - c);
             want.saturating_sub(c).max(need)
         }
         .min(room);
@@ -300,8 +300,11 @@ impl Tls {
                 }
             }
         }
-        // Records of the established session, opened in place; plaintext compacted to `lo`.
-        let Some((d, p, eof)) = open_records(&mut s.state, &mut s.key_update, stream, rbuf, lo, (d, p, win), want, m)
+        // Records of the established session, opened in place; plaintext compacted to `lo`. A
+        // handshake read is not bounded by `want`: all its whole records are opened, so that only a
+        // partial record is carried (a whole one would wait for the next readiness event).
+        let upto = if handshaking { usize::MAX } else { want };
+        let Some((d, p, eof)) = open_records(&mut s.state, &mut s.key_update, stream, rbuf, lo, (d, p, win), upto, m)
         else {
             return Read::FAILED;
         };
