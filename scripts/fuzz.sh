@@ -5,6 +5,9 @@
 #   scripts/fuzz.sh [SECONDS]
 #   FUZZ_TARGETS="connection frame" scripts/fuzz.sh 60    # a subset
 #
+# Targets (fuzz/README.md says what each checks): handshake, frame, utf8, mask, connection, and tls
+# (a rustls client's records cut, tampered and read through tls::session with arbitrary budgets).
+#
 # Each target starts from fuzz/corpus/TARGET (kept, committed; grows as the fuzzer finds new
 # coverage) plus the hand-made fuzz/seeds/TARGET. A crash input goes to fuzz/artifacts/TARGET/
 # (not committed); once the bug is fixed, copy it to fuzz/regressions/TARGET/, where
@@ -17,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECS=${1:-180}
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-handshake frame utf8 mask connection}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-handshake frame utf8 mask connection tls}"
 CMIN_OVER=${FUZZ_CMIN_OVER:-300}
 FLAGS=(--sanitizer none --debug-assertions)
 

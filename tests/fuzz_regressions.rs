@@ -74,6 +74,11 @@ fn connection() {
 }
 
 #[test]
+fn tls() {
+    replay("tls");
+}
+
+#[test]
 fn every_reject_response_is_well_formed() {
     for e in HandshakeError::ALL {
         checks::check_reject(e);
@@ -142,6 +147,29 @@ fn utf8_seed(flags: u8, cuts: &[u16], text: &[u8]) -> Vec<u8> {
         v.extend(c.to_be_bytes());
     }
     v.extend_from_slice(text);
+    v
+}
+
+/// A `tls` input (layout: `checks::check_tls`): flags, max fragment size, ops (as their bytes),
+/// tampering `(kind, position, value)`, schedule steps `(chunk, want - 1, reads)`.
+fn tls_seed(flags: u8, frag: u8, ops: &[&[u8]], tamper: &[(u8, u32, u8)], steps: &[(u16, u16, u8)]) -> Vec<u8> {
+    let mut v = vec![flags, frag, ops.len() as u8];
+    for op in ops {
+        v.extend_from_slice(op);
+    }
+    if flags & 8 != 0 {
+        v.push(tamper.len() as u8);
+        for &(kind, pos, value) in tamper {
+            v.push(kind);
+            v.extend_from_slice(&pos.to_be_bytes()[1..]);
+            v.push(value);
+        }
+    }
+    for &(chunk, want, reads) in steps {
+        v.extend(chunk.to_be_bytes());
+        v.extend(want.to_be_bytes());
+        v.push(reads);
+    }
     v
 }
 
@@ -327,7 +355,66 @@ Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\nSec-WebSocket-Version: 13\r\n\r\n
             .frame(FrameSpec { nonmin: true, ext64: true, ..data(1, true, b"ext64") })
             .frame(data(5, true, b"")),
     );
+    tls_seeds(&mut s);
     s
+}
+
+/// Seeds of `tls`: each version and suite, records cut small and whole, budgets from 1 byte to
+/// 64 KiB, key updates, close_notify, the handshake's last flight with data behind it, tampering.
+fn tls_seeds(s: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    const ALL: (u16, u16, u8) = (u16::MAX, u16::MAX, 0);
+    let msg = |len: u16| -> Vec<u8> { [&[0u8][..], &len.to_be_bytes()].concat() };
+    let small = |len: u8| -> Vec<u8> { vec![1 | len << 2] };
+    let key_update: &[u8] = &[2];
+    let (m100, m16k, m16k300, m40k) = (msg(100), msg(16_384), msg(16_684), msg(40_000));
+    s.extend([
+        ("tls", "tls13_one_message", tls_seed(0, 0, &[&m100], &[], &[ALL])),
+        (
+            "tls",
+            "tls12_cut_small_budgets",
+            tls_seed(1, 0, &[&m16k300, &small(5)], &[], &[(7, 6, 0), (3000, 4095, 3), (0, 0, 10), (20_000, 65_535, 0)]),
+        ),
+        (
+            "tls",
+            "tls13_chacha_key_updates_close",
+            tls_seed(
+                0x20 | 2 << 1,
+                0,
+                &[&msg(1000), key_update, &m40k, key_update, &small(1)],
+                &[],
+                &[(100, 99, 0), (50, 6, 0), (30_000, 16_383, 2), (0, 0, 0)],
+            ),
+        ),
+        (
+            "tls",
+            "tls13_finished_then_data",
+            tls_seed(0x10 | 0x40, 0, &[&m16k, &msg(2000), &small(3)], &[], &[(u16::MAX, 0, 2), (0, 4095, 0)]),
+        ),
+        (
+            "tls",
+            "tls12_aes256_small_records",
+            tls_seed(
+                1 | 1 << 1,
+                1,
+                &[&msg(3000)],
+                &[],
+                &[(1, 0, 0), (1, 0, 0), (1, 0, 0), (4, 2, 0), (u16::MAX, 99, 0)],
+            ),
+        ),
+        ("tls", "big_read_buffer", tls_seed(0x80 | 0x20, 0, &[&m40k, &m40k, &m40k], &[], &[ALL])),
+        ("tls", "tamper_flip", tls_seed(8, 0, &[&m100, &m100, &m100], &[(0, 200, 0x40)], &[(150, 65_535, 0), ALL])),
+        (
+            "tls",
+            "tamper_truncate_eof",
+            tls_seed(8 | 0x40 | 0x20, 0, &[&msg(5000), key_update, &msg(5000)], &[(3, 3000, 0)], &[(1000, 98, 0)]),
+        ),
+        (
+            "tls",
+            "tamper_tls12_insert_delete",
+            tls_seed(8 | 1, 0, &[&m100, &m100, &m100], &[(1, 290, 0x17), (2, 10, 3)], &[(13, 0, 0), ALL]),
+        ),
+        ("tls", "tamper_tls12_version", tls_seed(8 | 1 | 0x20, 0, &[&m100, &m100], &[(0, 1, 1)], &[ALL])),
+    ]);
 }
 
 #[test]

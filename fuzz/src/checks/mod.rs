@@ -14,11 +14,12 @@
 //!
 //! One module per target and per shared part, each re-exported whole so that the paths stay
 //! `checks::<item>`: `input` (decoding fuzz bytes), `reference` (base64, accept key, UTF-8 state,
-//! header tokens), then the targets `handshake`, `frame`, `utf8`, `mask` and `connection` (itself
-//! split: model, server-output parser, driver, session format, generator, check). The parts import
-//! one another one way only: `input` and `reference` import nothing from here, each target
-//! imports only those two and the targets before it (`connection` uses `frame` and `handshake`),
-//! and nothing imports `connection`. This file only names the targets and dispatches to them.
+//! header tokens), then the targets `handshake`, `frame`, `utf8`, `mask`, `connection` (itself
+//! split: model, server-output parser, driver, session format, generator, check) and `tls` (the
+//! TLS-to-plaintext glue against a rustls client). The parts import one another one way only:
+//! `input` and `reference` import nothing from here, each target imports only those two and the
+//! targets before it (`connection` uses `frame` and `handshake`), and nothing imports
+//! `connection` or `tls`. This file only names the targets and dispatches to them.
 //!
 //! `tests/fuzz_regressions.rs` includes this file with `#[path = "../fuzz/src/checks/mod.rs"]`; the
 //! submodules resolve next to it in both builds.
@@ -29,14 +30,15 @@ mod handshake;
 mod input;
 mod mask;
 mod reference;
+mod tls;
 mod utf8;
 
 // The regression test uses only part of this API: an unused re-export is not a mistake there.
 #[allow(unused_imports)]
-pub use self::{connection::*, frame::*, handshake::*, input::*, mask::*, reference::*, utf8::*};
+pub use self::{connection::*, frame::*, handshake::*, input::*, mask::*, reference::*, tls::*, utf8::*};
 
 /// The fuzz targets, by name (also the names of their folders under `fuzz/`).
-pub const TARGETS: [&str; 5] = ["handshake", "frame", "utf8", "mask", "connection"];
+pub const TARGETS: [&str; 6] = ["handshake", "frame", "utf8", "mask", "connection", "tls"];
 
 /// Runs the check of `target` on one input.
 pub fn check(target: &str, data: &[u8]) {
@@ -46,6 +48,7 @@ pub fn check(target: &str, data: &[u8]) {
         "utf8" => check_utf8(data),
         "mask" => check_mask(data),
         "connection" => check_connection(data),
+        "tls" => check_tls(data),
         _ => panic!("unknown fuzz target {target}"),
     }
 }
