@@ -448,7 +448,7 @@ impl Reactor {
         let mut read_done = false;
         if writable {
             let was_paused = conn.is_paused();
-            next = conn.on_writable(sh);
+            next = contained(sh, |sh| conn.on_writable(sh));
             read_done = was_paused && !conn.is_paused();
         }
         if next == Next::Keep && readable && !read_done && self.queued.insert(k) {
@@ -462,7 +462,7 @@ impl Reactor {
     fn read(&mut self, k: usize) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         let before = conn.timer_kind(self.idle);
-        let next = conn.on_readable(&mut self.shared);
+        let next = contained(&mut self.shared, |sh| conn.on_readable(sh));
         let after = conn.timer_kind(self.idle);
         self.finish(k, next, before, after);
     }
@@ -596,9 +596,40 @@ impl Reactor {
     }
 }
 
+/// Runs one connection's handler so that a panic in it (a bug: ours, or in rustls or zlib-rs
+/// underneath) closes that connection instead of the reactor and every other connection on it:
+/// the panic is logged, the staging buffers are cleared, and the connection is closed.
+/// (`catch_unwind` costs nothing while nothing panics.)
+fn contained(sh: &mut Shared, f: impl FnOnce(&mut Shared) -> Next) -> Next {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *sh))) {
+        Ok(next) => next,
+        Err(_) => {
+            sh.out.clear();
+            if let Some(t) = sh.tls.as_mut() {
+                t.sealed.clear();
+            }
+            warn!("a connection handler panicked (a bug, please report it): closing that connection");
+            Next::Close
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::KeySet;
+    use super::{contained, KeySet};
+    use crate::config::Config;
+    use crate::conn::Next;
+    use crate::shared::Shared;
+
+    #[test]
+    fn a_panicking_handler_closes_its_connection_not_the_reactor() {
+        let mut sh = Shared::new(&Config::default(), None);
+        sh.out.extend_from_slice(b"half staged");
+        let next = contained(&mut sh, |_| panic!("a bug in a handler"));
+        assert_eq!(next, Next::Close);
+        assert!(sh.out.is_empty(), "staged bytes of the failed connection must not go to the next");
+        assert_eq!(contained(&mut sh, |_| Next::Keep), Next::Keep);
+    }
 
     #[test]
     fn keyset_holds_each_key_once() {

@@ -145,6 +145,9 @@ fn expand_label(secret: &TrafficSecret, label: &[u8], out: &mut [u8]) -> bool {
     prk.expand(&info, Len(out.len())).and_then(|okm| okm.fill(out)).is_ok()
 }
 
+/// Key updates a peer may have made before the hand-over that [`Direction::adopt`] follows.
+const MAX_EARLY_UPDATES: usize = 4;
+
 /// One direction: key, IV, the next sequence number, and (TLS 1.3) the secret they came from.
 struct Direction {
     key: LessSafeKey,
@@ -181,11 +184,23 @@ impl Direction {
 
     /// Keeps `secret` for key updates if it is the one this direction's key came from (checked
     /// by deriving the key again: a wrong secret is never used, key updates are refused instead).
+    /// The key may be a few generations past the secret: a client's KeyUpdate that arrived with
+    /// its Finished was applied by rustls before the hand-over, so the secret is stepped forward
+    /// (at most [`MAX_EARLY_UPDATES`] times) until it gives the key.
     fn adopt(&mut self, secret: TrafficSecret, key: &[u8]) {
-        if let Some((k, iv)) = Direction::derive(self.alg, &secret) {
-            if k[..self.alg.key_len()] == *key && iv == self.iv {
-                self.secret = secret;
+        let mut s = secret;
+        for _ in 0..=MAX_EARLY_UPDATES {
+            if let Some((k, iv)) = Direction::derive(self.alg, &s) {
+                if k[..self.alg.key_len()] == *key && iv == self.iv {
+                    self.secret = s;
+                    return;
+                }
             }
+            let mut next = TrafficSecret { buf: [0; 48], len: s.len };
+            if !expand_label(&s, b"traffic upd", &mut next.buf[..usize::from(s.len)]) {
+                return;
+            }
+            s = next;
         }
     }
 

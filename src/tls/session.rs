@@ -267,14 +267,16 @@ impl Tls {
         let win = c + n;
         let mut d = 0;
         let mut p = 0;
+        let mut closed = false;
         if handshaking {
             if *budget > 0 {
                 *budget -= 1;
             }
             let mut early = [0u8; MAX_PLAIN];
             match s.handshake(&mut rbuf[lo..lo + win], out, &mut early, m) {
-                Ok((consumed, got, done)) => {
+                Ok((consumed, got, done, peer_closed)) => {
                     d = consumed;
+                    closed = peer_closed;
                     rbuf[lo..lo + got].copy_from_slice(&early[..got]);
                     p = got;
                     if !done {
@@ -304,10 +306,13 @@ impl Tls {
         // handshake read is not bounded by `want`: all its whole records are opened, so that only a
         // partial record is carried (a whole one would wait for the next readiness event).
         let upto = if handshaking { usize::MAX } else { want };
-        let Some((d, p, eof)) = open_records(&mut s.state, &mut s.key_update, stream, rbuf, lo, (d, p, win), upto, m)
+        // (Nothing after a close_notify that came with the Finished counts: rustls took both.)
+        let until = if closed { d } else { win };
+        let Some((d, p, eof)) = open_records(&mut s.state, &mut s.key_update, stream, rbuf, lo, (d, p, until), upto, m)
         else {
             return Read::FAILED;
         };
+        let eof = eof || closed;
         // What the caller did not ask for waits in the carry buffer.
         let give = p.min(want);
         if p > give && !s.keep_plain(pool, &rbuf[lo + give..lo + p]) {
@@ -460,12 +465,13 @@ impl Session {
         out: &mut Vec<u8>,
         early: &mut [u8; MAX_PLAIN],
         m: &mut Metrics,
-    ) -> Result<(usize, usize, bool), TlsFailure> {
+    ) -> Result<(usize, usize, bool, bool), TlsFailure> {
         let State::Handshake(hs) = &mut self.state else { return Err(TlsFailure::Protocol) };
         let Hs { conn, secrets } = &mut **hs;
         let mut d = 0;
         let mut got = 0;
         let mut done = false;
+        let mut peer_closed = false;
         // Bounded: each state either consumes input, emits output or ends the loop.
         for _ in 0..64 {
             let input: &mut [u8] = if done { &mut [] } else { &mut buf[d..] };
@@ -482,7 +488,15 @@ impl Session {
                     debug!("TLS handshake failed: {e}");
                     // rustls queued an alert: encode it for the caller to send.
                     // (everything still queued: a TLS 1.3 ServerHello can sit in front of it).
+                    // Only while rustls has records queued: it hands those out before it looks
+                    // at input, whereas a call with nothing queued would deframe again, and
+                    // with a handshake message half joined in place in the input it indexes
+                    // past the empty slice and panics (fuzz target `tls`: a Finished in two
+                    // records, the second broken; fuzz/regressions/tls/finished-split-broken).
                     for _ in 0..8 {
+                        if !conn.wants_write() {
+                            break;
+                        }
                         match conn.process_tls_records(&mut []).state {
                             Ok(ConnectionState::EncodeTlsData(mut enc)) => {
                                 let _ = encode(&mut enc, out);
@@ -501,7 +515,7 @@ impl Session {
                     }
                 }
                 ConnectionState::TransmitTlsData(t) => t.done(),
-                ConnectionState::BlockedHandshake => return Ok((d, got, false)),
+                ConnectionState::BlockedHandshake => return Ok((d, got, false, false)),
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(rec) = r.next_record() {
                         let Ok(rec) = rec else { return Err(TlsFailure::Protocol) };
@@ -518,11 +532,20 @@ impl Session {
                     break;
                 }
                 ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    debug!("TLS: peer closed during the handshake");
-                    return Err(TlsFailure::Eof);
+                    peer_closed = true;
+                    break;
                 }
                 _ => return Err(TlsFailure::Protocol),
             }
+        }
+        if peer_closed {
+            if conn.is_handshaking() {
+                debug!("TLS: peer closed during the handshake");
+                return Err(TlsFailure::Eof);
+            }
+            // A close_notify right behind the client's Finished: the handshake is done, and the
+            // stream ends (after any data before it) like any other close_notify.
+            done = true;
         }
         if !done {
             return Err(TlsFailure::Protocol);
@@ -560,7 +583,7 @@ impl Session {
             debug!("TLS 1.3: traffic secrets not captured: a key update will close this connection");
         }
         self.state = State::Open(Box::new(Open { rec, limit: limit.saturating_sub(1 << 16) }));
-        Ok((d, got, true))
+        Ok((d, got, true, peer_closed))
     }
 
     /// Keeps `bytes` (a partial record) in the carry buffer.
@@ -651,7 +674,9 @@ mod tests {
     fn pair(tls13: bool) -> Pair {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
-        let dir = std::env::temp_dir().join(format!("wsecho-session-{}-{tls13}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wsecho-session-{}-{tls13}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
         std::fs::write(dir.join("k.pem"), key.serialize_pem()).unwrap();
