@@ -145,8 +145,10 @@ fn expand_label(secret: &TrafficSecret, label: &[u8], out: &mut [u8]) -> bool {
     prk.expand(&info, Len(out.len())).and_then(|okm| okm.fill(out)).is_ok()
 }
 
-/// Key updates a peer may have made before the hand-over that [`Direction::adopt`] follows.
-const MAX_EARLY_UPDATES: usize = 4;
+/// Key updates a peer may have made before the hand-over that [`Direction::adopt`] follows (a
+/// KeyUpdate record is 27 bytes: many fit in the read that completes a handshake; each step costs
+/// three HKDF expansions, so at most 64 bound what a client can make a handshake cost, ~0.2 ms).
+const MAX_EARLY_UPDATES: usize = 64;
 
 /// One direction: key, IV, the next sequence number, and (TLS 1.3) the secret they came from.
 struct Direction {
