@@ -30,9 +30,9 @@ use slab::Slab;
 use std::sync::Arc;
 
 /// Handshake steps (reads that feed rustls) one reactor processes per turn; the connections
-/// beyond wait for the next turn, after the established ones have been served. A full handshake
-/// costs ~75 us of CPU here (ECDSA P-256, X25519MLKEM768), so this bounds what a flood of
-/// handshakes adds to one turn to ~1.2 ms.
+/// beyond wait in the reactor's FIFO for later turns, while the established ones are served every
+/// turn. A full handshake costs 50-95 us of CPU here (ECDSA P-256, X25519MLKEM768), so this bounds
+/// what a flood of handshakes adds to one turn to ~1.5 ms.
 pub const HANDSHAKES_PER_TURN: u32 = 16;
 
 /// A carry buffer: plaintext left over at `[0..MAX_RECORD)`, a partial record at
