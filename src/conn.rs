@@ -336,13 +336,7 @@ impl<S: Socket> Connection<S> {
         // head, else the shared read buffer (most requests arrive whole: no copy at all).
         let res = match self.inbuf.as_mut() {
             Some(hb) if self.tls == NO_TLS => {
-                let want = hb.len() - self.in_len as usize;
-                let r = Io::of(self.stream.recv(&mut hb[self.in_len as usize..]));
-                sh.read_full = matches!(r, Io::Done(n) if n == want);
-                if let Io::Done(n) = r {
-                    sh.metrics.bytes_in += n as u64;
-                }
-                r
+                recv_plain(&self.stream, &mut hb[self.in_len as usize..], &mut sh.read_full, &mut sh.metrics.bytes_in)
             }
             Some(hb) => {
                 // TLS decrypts in the shared buffer: the plaintext is then appended to the head.
@@ -962,17 +956,24 @@ impl<S: Socket> Connection<S> {
 #[inline]
 fn recv<S: Socket>(stream: &S, tls: u32, sh: &mut Shared, lo: usize, want: usize) -> Io {
     if tls == NO_TLS {
-        let r = Io::of(stream.recv(&mut sh.rbuf[lo..lo + want]));
-        sh.read_full = matches!(r, Io::Done(n) if n == want);
-        if let Io::Done(n) = r {
-            sh.metrics.bytes_in += n as u64;
-        }
-        return r;
+        return recv_plain(stream, &mut sh.rbuf[lo..lo + want], &mut sh.read_full, &mut sh.metrics.bytes_in);
     }
     let Some(t) = sh.tls.as_mut() else { return Io::Failed };
     let r = t.recv(tls, stream, &mut sh.rbuf, lo, want, &mut sh.out, &mut sh.metrics);
     sh.read_full = r.full;
     r.io
+}
+
+/// One read from the socket into `buf`: whether it filled `buf` goes to `read_full`, the bytes to
+/// `bytes_in`.
+#[inline]
+fn recv_plain<S: Socket>(stream: &S, buf: &mut [u8], read_full: &mut bool, bytes_in: &mut u64) -> Io {
+    let r = Io::of(stream.recv(buf));
+    *read_full = matches!(r, Io::Done(n) if n == buf.len());
+    if let Io::Done(n) = r {
+        *bytes_in += n as u64;
+    }
+    r
 }
 
 /// A connection's rarely changed yes/no state in one byte.
